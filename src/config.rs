@@ -1,0 +1,371 @@
+//! Settings: built-in defaults, then an optional TOML file (`ferry serve --config FILE`),
+//! then `FERRY__<SECTION>__<KEY>` environment variables. Every field has a default, so
+//! `ferry serve` with nothing set runs the embedded single-instance setup.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::ChunkPolicy;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Everything ferry can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// Where chunk bytes and finished objects go.
+    pub storage: StorageSettings,
+    /// Where upload sessions are kept.
+    pub sessions: SessionSettings,
+    /// Limits and timings of uploads.
+    pub uploads: UploadSettings,
+    /// Upload tokens and API keys.
+    pub auth: AuthSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind, `host:port`; port 0 picks a free one.
+    pub listen: String,
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), workers: 0, shutdown_timeout_secs: 30 }
+    }
+}
+
+/// Which object storage to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Local files under `storage.fs.root`.
+    #[default]
+    Fs,
+    /// An S3 bucket or any S3-compatible store.
+    S3,
+}
+
+/// Where chunk bytes and finished objects go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `fs` or `s3`.
+    pub backend: StorageBackend,
+    /// Settings of the `fs` backend.
+    pub fs: FsSettings,
+    /// Settings of the `s3` backend.
+    pub s3: S3Settings,
+}
+
+/// The filesystem backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FsSettings {
+    /// A completed upload is the file `<root>/<key>`; unfinished chunks live under
+    /// `<root>/.ferry/`.
+    pub root: PathBuf,
+}
+
+impl Default for FsSettings {
+    fn default() -> Self {
+        Self { root: PathBuf::from("./ferry-data/objects") }
+    }
+}
+
+/// The S3 backend. Credentials come from the standard AWS environment and profiles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// The bucket (required with `storage.backend = "s3"`).
+    pub bucket: Option<String>,
+    /// Endpoint of an S3-compatible store, e.g. `http://127.0.0.1:9000`; unset for AWS.
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// Prepended to every object key.
+    pub prefix: String,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self { bucket: None, endpoint: None, region: "us-east-1".into(), prefix: String::new() }
+    }
+}
+
+/// Which session store to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    /// A local redb file: one instance, survives restarts.
+    #[default]
+    Embedded,
+    /// Redis, shared by every instance.
+    Redis,
+}
+
+/// Where upload sessions are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// `embedded` or `redis`.
+    pub backend: SessionBackend,
+    /// Settings of the embedded store.
+    pub embedded: EmbeddedSettings,
+    /// Settings of the Redis store.
+    pub redis: RedisSettings,
+}
+
+/// The embedded session store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// Folder of the store; the generated token secret is kept beside it.
+    pub path: PathBuf,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self { path: PathBuf::from("./ferry-data/sessions") }
+    }
+}
+
+/// The Redis session store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key ferry writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "ferry".into() }
+    }
+}
+
+/// Limits and timings of uploads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Largest file accepted, in bytes.
+    pub max_file_size: u64,
+    /// Chunk size when the client names none (raised to keep within `max_chunks`).
+    pub default_chunk_size: u64,
+    /// Smallest chunk size a client may ask for; the S3 minimum part size.
+    pub min_chunk_size: u64,
+    /// Largest chunk size; keeps a chunk under a 32 MB proxy body limit.
+    pub max_chunk_size: u64,
+    /// Most chunks in one upload; the S3 part limit.
+    pub max_chunks: u32,
+    /// An upload idle this long expires and its stored bytes are removed; finished and
+    /// canceled uploads are remembered this long.
+    pub session_ttl_secs: u64,
+    /// Content types accepted at creation; empty accepts any.
+    pub allowed_content_types: Vec<String>,
+    /// Whether every chunk must carry `Content-MD5`.
+    pub require_chunk_md5: bool,
+    /// How often the sweeper looks for expired uploads, in seconds.
+    pub sweep_interval_secs: u64,
+    /// How long one request may hold the right to assemble an object before another may
+    /// take over, in seconds.
+    pub completion_lease_secs: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            max_file_size: 50 * 1024 * MIB,
+            default_chunk_size: 8 * MIB,
+            min_chunk_size: 5 * MIB,
+            max_chunk_size: 30 * MIB,
+            max_chunks: 10_000,
+            session_ttl_secs: 86_400,
+            allowed_content_types: Vec::new(),
+            require_chunk_md5: true,
+            sweep_interval_secs: 60,
+            completion_lease_secs: 600,
+        }
+    }
+}
+
+impl UploadSettings {
+    /// The chunk limits as the domain sees them.
+    pub fn chunk_policy(&self) -> ChunkPolicy {
+        ChunkPolicy {
+            max_file_size: self.max_file_size,
+            default_chunk_size: self.default_chunk_size,
+            min_chunk_size: self.min_chunk_size,
+            max_chunk_size: self.max_chunk_size,
+            max_chunks: self.max_chunks,
+        }
+    }
+}
+
+/// Upload tokens and API keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Key of the HMAC that signs upload tokens; shared by every instance. Unset with the
+    /// embedded store: generated once and kept in `<sessions.embedded.path>/auth-secret`.
+    /// Required with Redis.
+    pub secret: Option<String>,
+    /// Keys that may create uploads (`Authorization: Bearer <key>`); empty: anyone may.
+    pub api_keys: Vec<String>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `ferry=debug`; `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Text, log_level: "info".into() }
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or an environment variable could not be read.
+    #[error(transparent)]
+    Load(#[from] config::ConfigError),
+    /// The values contradict each other.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then `FERRY__…` variables, and checks them.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let env = config::Environment::with_prefix("FERRY")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("uploads.allowed_content_types")
+            .with_list_parse_key("auth.api_keys")
+            .try_parsing(true);
+        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that the values can work together.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let u = &self.uploads;
+        let fail = |msg: String| Err(SettingsError::Invalid(msg));
+        if u.min_chunk_size == 0 || u.min_chunk_size > u.max_chunk_size {
+            return fail("uploads.min_chunk_size must be at least 1 and at most uploads.max_chunk_size".into());
+        }
+        if !(u.min_chunk_size..=u.max_chunk_size).contains(&u.default_chunk_size) {
+            return fail("uploads.default_chunk_size must lie between min_chunk_size and max_chunk_size".into());
+        }
+        if u.max_chunks == 0 {
+            return fail("uploads.max_chunks must be at least 1".into());
+        }
+        if u.max_file_size > u.max_chunk_size.saturating_mul(u64::from(u.max_chunks)) {
+            return fail(format!(
+                "uploads.max_file_size ({}) cannot be cut into max_chunks ({}) of at most max_chunk_size ({})",
+                u.max_file_size, u.max_chunks, u.max_chunk_size
+            ));
+        }
+        if u.session_ttl_secs == 0 || u.sweep_interval_secs == 0 || u.completion_lease_secs == 0 {
+            return fail("uploads.session_ttl_secs, sweep_interval_secs and completion_lease_secs must be positive".into());
+        }
+        if self.sessions.backend == SessionBackend::Redis && self.auth.secret.is_none() {
+            return fail("auth.secret is required with sessions.backend = \"redis\" (every instance must share it)".into());
+        }
+        if self.auth.secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return fail("auth.secret must be at least 16 characters".into());
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_none() {
+            return fail("storage.s3.bucket is required with storage.backend = \"s3\"".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_embedded_setup() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.storage.backend, StorageBackend::Fs);
+        assert_eq!(s.sessions.backend, SessionBackend::Embedded);
+        assert_eq!(s.uploads.max_chunk_size, 31_457_280);
+        assert_eq!(s.uploads.min_chunk_size, 5_242_880);
+    }
+
+    #[test]
+    fn redis_without_a_shared_secret_is_refused() {
+        let mut s = Settings::default();
+        s.sessions.backend = SessionBackend::Redis;
+        assert!(s.validate().is_err());
+        s.auth.secret = Some("a-long-enough-secret".into());
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_file_too_large_for_the_chunk_limits_is_refused() {
+        let mut s = Settings::default();
+        s.uploads.max_chunks = 10;
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn a_file_is_layered_under_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "[uploads]\nrequire_chunk_md5 = false\nallowed_content_types = [\"video/mp4\"]\n").unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert!(!s.uploads.require_chunk_md5);
+        assert_eq!(s.uploads.allowed_content_types, vec!["video/mp4".to_string()]);
+        assert_eq!(s.uploads.default_chunk_size, 8 * MIB);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "[uploads]\nmax_file_sise = 1\n").unwrap();
+        assert!(Settings::load(Some(&path)).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Validated value types of the upload domain: identifiers, the chunk plan, digests,
+//! object keys, the upload record and the clock. Nothing here does I/O.
+
+mod checksum;
+mod chunk_plan;
+mod clock;
+mod object_key;
+mod record;
+mod upload_id;
+
+pub use checksum::{Md5Digest, Md5Hasher};
+pub use chunk_plan::{ChunkIndex, ChunkPlan, ChunkPlanError, ChunkPolicy};
+pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
+pub use object_key::ObjectKey;
+pub use record::{Claim, Metadata, PartReceipt, UploadRecord, UploadState};
+pub use upload_id::UploadId;

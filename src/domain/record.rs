@@ -1,0 +1,136 @@
+//! The upload record: everything the session store keeps about one upload, and the
+//! state machine it moves through.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChunkPlan, Md5Digest, ObjectKey, Timestamp, UploadId};
+
+/// Client-supplied key/value pairs kept with an upload (at most 4 KiB as JSON).
+pub type Metadata = BTreeMap<String, String>;
+
+/// Where an upload stands.
+///
+/// `uploading -> completing -> completed | failed`, and `canceled` from any state but
+/// `completed` (and `completing` while a live claim is assembling the object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadState {
+    /// Chunks are being received.
+    Uploading,
+    /// Every chunk is in; the object is being assembled (or waits for a retry).
+    Completing,
+    /// The object is stored at its key.
+    Completed,
+    /// Assembly failed for good; the stored chunks were removed.
+    Failed,
+    /// The client canceled; the stored chunks were removed.
+    Canceled,
+}
+
+impl UploadState {
+    /// The state as the API spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Uploading => "uploading",
+            Self::Completing => "completing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// What storage said about one stored chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartReceipt {
+    /// MD5 of the chunk's bytes, computed while they streamed in.
+    pub md5: Md5Digest,
+    /// The storage's tag for the part (the S3 ETag), needed to complete the object.
+    pub etag: String,
+    /// Length of the chunk in bytes.
+    pub size: u64,
+}
+
+/// The right to assemble an upload, held by one request at a time until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Increases with every claim; a holder whose fence is no longer current has lost it.
+    pub fence: u64,
+    /// When the claim lapses if its holder has not finished.
+    pub until: Timestamp,
+}
+
+/// Everything known about one upload, apart from its per-chunk receipts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The upload's id.
+    pub id: UploadId,
+    /// Where the finished object goes.
+    pub key: ObjectKey,
+    /// The file name as the client gave it.
+    pub filename: String,
+    /// The content type the client declared.
+    pub content_type: Option<String>,
+    /// The client's metadata.
+    pub metadata: Metadata,
+    /// How the file is cut into chunks.
+    pub plan: ChunkPlan,
+    /// Where the upload stands.
+    pub state: UploadState,
+    /// The storage's own id for the multipart upload, when it has one (S3).
+    pub storage_upload_id: Option<String>,
+    /// How many distinct chunks have been stored.
+    pub received_chunks: u32,
+    /// Bytes in those chunks.
+    pub bytes_received: u64,
+    /// The last fence handed out by a claim.
+    pub fence: u64,
+    /// The live or lapsed claim of whoever assembles the object.
+    pub claim: Option<Claim>,
+    /// The finished object's ETag.
+    pub etag: Option<String>,
+    /// Why the upload failed.
+    pub error: Option<String>,
+    /// When the upload was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When it expires unless touched again.
+    pub expires_at: Timestamp,
+}
+
+impl UploadRecord {
+    /// Whether the record's time is up at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Whether someone holds a claim that has not lapsed at `now`.
+    pub fn has_live_claim(&self, now: Timestamp) -> bool {
+        self.claim.is_some_and(|c| c.until > now)
+    }
+
+    /// Whether every chunk of the plan has been stored.
+    pub fn has_all_chunks(&self) -> bool {
+        self.received_chunks == self.plan.total_chunks()
+    }
+
+    /// Whether whoever asks at `now` may take the claim to assemble the object.
+    pub fn is_claimable(&self, now: Timestamp) -> bool {
+        matches!(self.state, UploadState::Uploading | UploadState::Completing)
+            && self.has_all_chunks()
+            && !self.has_live_claim(now)
+    }
+
+    /// Takes the claim: the state becomes `completing` under a new fence.
+    pub fn take_claim(&mut self, now: Timestamp, lease: chrono::Duration) -> Claim {
+        self.fence += 1;
+        let claim = Claim { fence: self.fence, until: now + lease };
+        self.state = UploadState::Completing;
+        self.claim = Some(claim);
+        self.updated_at = now;
+        claim
+    }
+}

@@ -1,0 +1,31 @@
+//! ferry: a resumable, chunked upload server.
+//!
+//! A client opens an upload, sends the file in chunks (in any order, in parallel, to any
+//! instance), each MD5-checked and streamed straight into storage; it asks what is missing
+//! and resumes after a drop; the last chunk assembles the object.
+//!
+//! Map of the crate, outside in:
+//! - [`startup`] builds the [`Application`] from [`config::Settings`] and serves it.
+//! - [`routes`] are thin HTTP handlers; [`error`] turns failures into problem+json;
+//!   [`telemetry`] adds request ids, spans and logs; [`metrics`] counts; [`auth`] checks
+//!   upload tokens and API keys.
+//! - [`upload::UploadService`] owns the rules and is the only place that combines the two
+//!   stores below it.
+//! - [`session::SessionStore`] keeps upload records (embedded redb);
+//!   [`storage::ObjectStore`] keeps bytes (local files). Each trait has one shared
+//!   contract suite that every backend passes.
+//! - [`domain`] holds the validated value types: ids, chunk plan, digests, keys, records.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod session;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+pub mod upload;
+
+pub use startup::Application;

@@ -1,0 +1,81 @@
+//! Prometheus metrics, kept in a registry of their own per application (so several
+//! applications in one test process do not collide) and served at `/metrics`.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Every metric ferry exports. Cloning shares the same counters.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Uploads opened (chunked or form).
+    pub uploads_created: IntCounter,
+    /// Uploads whose object was stored.
+    pub uploads_completed: IntCounter,
+    /// Uploads canceled by a client.
+    pub uploads_canceled: IntCounter,
+    /// Unfinished uploads removed by the sweeper.
+    pub uploads_expired: IntCounter,
+    /// Uploads whose assembly failed for good.
+    pub uploads_failed: IntCounter,
+    /// Chunks stored and recorded.
+    pub chunks_received: IntCounter,
+    /// Chunk and form bytes stored.
+    pub bytes_received: IntCounter,
+    chunks_rejected: IntCounterVec,
+    request_duration: HistogramVec,
+}
+
+impl Metrics {
+    /// A fresh set of metrics in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("ferry".into()), None)?;
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let chunks_rejected = IntCounterVec::new(
+            Opts::new("chunks_rejected_total", "Chunk requests refused, by problem code"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(chunks_rejected.clone()))?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests").buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
+        Ok(Self {
+            uploads_created: counter("uploads_created_total", "Uploads opened")?,
+            uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
+            uploads_canceled: counter("uploads_canceled_total", "Uploads canceled by a client")?,
+            uploads_expired: counter("uploads_expired_total", "Unfinished uploads removed after their TTL")?,
+            uploads_failed: counter("uploads_failed_total", "Uploads whose assembly failed for good")?,
+            chunks_received: counter("chunks_received_total", "Chunks stored and recorded")?,
+            bytes_received: counter("bytes_received_total", "Chunk and form bytes stored")?,
+            chunks_rejected,
+            request_duration,
+            registry,
+        })
+    }
+
+    /// Counts a refused chunk under its problem code.
+    pub fn chunk_rejected(&self, reason: &str) {
+        self.chunks_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Records how long a request took.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.request_duration
+            .with_label_values(&[method, route, &status.to_string()])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

@@ -1,0 +1,74 @@
+//! Who may do what: extractors that check the bearer credentials before a handler runs.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::domain::UploadId;
+use crate::error::{ApiError, ErrorCode};
+use crate::startup::AppState;
+
+/// The request carries the upload token of the upload named in its path.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadAccess(pub UploadId);
+
+/// The request may create uploads (it carries an API key, or none is required).
+#[derive(Debug, Clone, Copy)]
+pub struct CreatorAccess;
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+}
+
+fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::new(ErrorCode::InternalError, "application state missing"))
+}
+
+fn missing() -> ApiError {
+    ApiError::new(ErrorCode::MissingToken, "send `Authorization: Bearer <token>`")
+}
+
+impl FromRequest for UploadAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let token = bearer(req).ok_or_else(missing)?;
+            let id: UploadId = req
+                .match_info()
+                .get("upload_id")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::new(ErrorCode::UploadNotFound, "no upload has this id"))?;
+            if !state(req)?.tokens.verify(&id, token) {
+                return Err(ApiError::new(ErrorCode::InvalidToken, "this token is not valid for this upload"));
+            }
+            Ok(UploadAccess(id))
+        })())
+    }
+}
+
+impl FromRequest for CreatorAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let keys = &state(req)?.api_keys;
+            if !keys.required() {
+                return Ok(CreatorAccess);
+            }
+            let key = bearer(req).ok_or_else(missing)?;
+            if !keys.allows(key) {
+                return Err(ApiError::new(ErrorCode::InvalidToken, "this API key is not valid"));
+            }
+            Ok(CreatorAccess)
+        })())
+    }
+}

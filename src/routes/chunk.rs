@@ -1,0 +1,58 @@
+//! `PUT /v1/uploads/{upload_id}/chunks/{index}`: one chunk, streamed.
+
+use std::io;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::views::Chunk;
+use super::UploadAccess;
+use crate::domain::Md5Digest;
+use crate::error::{ApiError, ErrorCode};
+use crate::startup::AppState;
+
+/// The header that carries a chunk's MD5 (RFC 1864).
+const CONTENT_MD5: &str = "content-md5";
+
+#[tracing::instrument(name = "Receive a chunk", skip_all, fields(upload_id = %access.0, chunk = %path.1))]
+pub async fn put(
+    access: UploadAccess,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let index: u32 = path
+        .1
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidChunkIndex, "the chunk index must be a non-negative integer"))?;
+    let len = content_length(&req)?;
+    let md5 = content_md5(&req)?;
+    let body = payload
+        .map(|piece| piece.map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())))
+        .boxed_local();
+    let accepted = state.service.put_chunk(&access.0, index, len, md5, body).await?;
+    Ok(HttpResponse::Ok().json(Chunk::from(&accepted)))
+}
+
+fn content_length(req: &HttpRequest) -> Result<u64, ApiError> {
+    let value = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .ok_or_else(|| ApiError::new(ErrorCode::LengthRequired, "send the chunk with a Content-Length"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "Content-Length must be a number"))
+}
+
+fn content_md5(req: &HttpRequest) -> Result<Option<Md5Digest>, ApiError> {
+    let Some(value) = req.headers().get(CONTENT_MD5) else {
+        return Ok(None);
+    };
+    value.to_str().ok().and_then(|v| v.parse().ok()).map(Some).ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidRequest, "Content-MD5 must be the base64 of the chunk's 16-byte MD5")
+    })
+}

@@ -1,0 +1,59 @@
+//! HTTP routes, one file per concern, following the URLs. Handlers are thin: parse the
+//! request, call the `UploadService`, map the answer. No store type appears here.
+
+mod access;
+mod chunk;
+mod form;
+mod health;
+mod uploads;
+mod views;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::{ApiError, ErrorCode};
+
+pub use access::{CreatorAccess, UploadAccess};
+
+/// Largest JSON body accepted (creation requests carry at most 4 KiB of metadata).
+const JSON_LIMIT: usize = 64 * 1024;
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(|err, _| ApiError::new(ErrorCode::InvalidRequest, err.to_string()).into()),
+    )
+    .service(
+        web::scope("/v1/uploads")
+            .service(resource("").route(web::post().to(uploads::create)))
+            .service(resource("/form").route(web::post().to(form::upload)))
+            .service(
+                resource("/{upload_id}")
+                    .route(web::get().to(uploads::status))
+                    .route(web::delete().to(uploads::cancel)),
+            )
+            .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
+            .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
+    )
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .default_service(web::to(not_found));
+}
+
+/// A resource that answers unknown methods with a problem, not an empty 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, format!("nothing is served at {}", req.path())))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}

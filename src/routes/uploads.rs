@@ -1,0 +1,70 @@
+//! `/v1/uploads` and `/v1/uploads/{upload_id}`: create, status, resume, cancel.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::views::{Created, Status};
+use super::{CreatorAccess, UploadAccess};
+use crate::domain::Metadata;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::upload::NewUpload;
+
+/// The body of `POST /v1/uploads`.
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    filename: String,
+    size: u64,
+    content_type: Option<String>,
+    chunk_size: Option<u64>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[tracing::instrument(name = "Create an upload", skip_all)]
+pub async fn create(
+    _: CreatorAccess,
+    body: web::Json<CreateRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let record = state
+        .service
+        .init(NewUpload {
+            filename: body.filename,
+            size: body.size,
+            content_type: body.content_type,
+            chunk_size: body.chunk_size,
+            metadata: body.metadata,
+        })
+        .await?;
+    let token = state.tokens.issue(&record.id);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/uploads/{}", record.id)))
+        .json(Created::new(&record, token)))
+}
+
+#[tracing::instrument(name = "Report an upload's status", skip_all, fields(upload_id = %access.0))]
+pub async fn status(access: UploadAccess, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let status = state.service.status(&access.0).await?;
+    Ok(no_store().json(Status::new(&status)))
+}
+
+#[tracing::instrument(name = "Resume an upload", skip_all, fields(upload_id = %access.0))]
+pub async fn resume(access: UploadAccess, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let status = state.service.resume(&access.0).await?;
+    Ok(no_store().json(Status::new(&status)))
+}
+
+#[tracing::instrument(name = "Cancel an upload", skip_all, fields(upload_id = %access.0))]
+pub async fn cancel(access: UploadAccess, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.service.cancel(&access.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn no_store() -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    response
+}

@@ -1,0 +1,116 @@
+//! The JSON bodies the API answers with, built from service results.
+
+use serde::Serialize;
+
+use crate::domain::{rfc3339, Metadata, UploadRecord};
+use crate::upload::{ChunkAccepted, UploadStatus};
+
+/// The answer to creating an upload.
+#[derive(Serialize)]
+pub struct Created<'a> {
+    upload_id: String,
+    upload_token: String,
+    key: &'a str,
+    state: &'static str,
+    size: u64,
+    chunk_size: u64,
+    total_chunks: u32,
+    expires_at: String,
+}
+
+impl<'a> Created<'a> {
+    pub fn new(record: &'a UploadRecord, upload_token: String) -> Self {
+        Self {
+            upload_id: record.id.to_string(),
+            upload_token,
+            key: record.key.as_str(),
+            state: record.state.as_str(),
+            size: record.plan.size(),
+            chunk_size: record.plan.chunk_size(),
+            total_chunks: record.plan.total_chunks(),
+            expires_at: rfc3339(&record.expires_at),
+        }
+    }
+}
+
+/// The answer to status and resume.
+#[derive(Serialize)]
+pub struct Status<'a> {
+    upload_id: String,
+    state: &'static str,
+    filename: &'a str,
+    content_type: Option<&'a str>,
+    size: u64,
+    chunk_size: u64,
+    total_chunks: u32,
+    received_chunks: u32,
+    bytes_received: u64,
+    missing_chunks: &'a [u32],
+    key: &'a str,
+    metadata: &'a Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+    expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload_token: Option<String>,
+}
+
+impl<'a> Status<'a> {
+    pub fn new(status: &'a UploadStatus) -> Self {
+        let r = &status.record;
+        Self {
+            upload_id: r.id.to_string(),
+            state: r.state.as_str(),
+            filename: &r.filename,
+            content_type: r.content_type.as_deref(),
+            size: r.plan.size(),
+            chunk_size: r.plan.chunk_size(),
+            total_chunks: r.plan.total_chunks(),
+            received_chunks: r.received_chunks,
+            bytes_received: r.bytes_received,
+            missing_chunks: &status.missing_chunks,
+            key: r.key.as_str(),
+            metadata: &r.metadata,
+            etag: r.etag.as_deref(),
+            error: r.error.as_deref(),
+            created_at: rfc3339(&r.created_at),
+            updated_at: rfc3339(&r.updated_at),
+            expires_at: rfc3339(&r.expires_at),
+            upload_token: None,
+        }
+    }
+
+    /// Adds the upload token (for uploads created by this very request).
+    pub fn with_token(mut self, token: String) -> Self {
+        self.upload_token = Some(token);
+        self
+    }
+}
+
+/// The answer to a stored chunk.
+#[derive(Serialize)]
+pub struct Chunk {
+    index: u32,
+    md5: String,
+    received_chunks: u32,
+    total_chunks: u32,
+    bytes_received: u64,
+    state: &'static str,
+}
+
+impl From<&ChunkAccepted> for Chunk {
+    fn from(c: &ChunkAccepted) -> Self {
+        Self {
+            index: c.index.0,
+            md5: c.md5.to_string(),
+            received_chunks: c.received_chunks,
+            total_chunks: c.total_chunks,
+            bytes_received: c.bytes_received,
+            state: c.state.as_str(),
+        }
+    }
+}

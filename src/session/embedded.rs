@@ -1,0 +1,414 @@
+//! The embedded session store: one redb file on local disk. Every call is one ACID write
+//! or read transaction, committed durably, so records survive a restart or `kill -9`.
+//! For a single instance; several instances share state through Redis instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Duration;
+use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::codec::{decode_receipt, decode_record, encode};
+use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
+use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
+const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts_v1");
+/// (expires_at in ms, upload id): the sweeper's index of what expires when.
+const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry_v1");
+
+/// A `SessionStore` kept in `<dir>/sessions.redb`.
+#[derive(Clone)]
+pub struct EmbeddedSessionStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl EmbeddedSessionStore {
+    /// Opens (or creates) the store in `dir`. Fails if another process has it open.
+    pub fn open(dir: &Path) -> Result<Self, SessionError> {
+        std::fs::create_dir_all(dir).map_err(SessionError::unavailable)?;
+        let path = dir.join("sessions.redb");
+        let db = Database::create(&path).map_err(SessionError::unavailable)?;
+        let txn = db.begin_write().map_err(SessionError::unavailable)?;
+        txn.open_table(UPLOADS).map_err(SessionError::unavailable)?;
+        txn.open_table(PARTS).map_err(SessionError::unavailable)?;
+        txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
+        txn.commit().map_err(SessionError::unavailable)?;
+        Ok(Self { db: Arc::new(db), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread and commits it.
+    async fn write<T, F>(&self, f: F) -> Result<T, SessionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>) -> Result<T, SessionError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_write().map_err(SessionError::unavailable)?;
+            let out = {
+                let mut tables = Tables::open(&txn)?;
+                f(&mut tables)?
+            };
+            txn.commit().map_err(SessionError::unavailable)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
+) -> Result<T, SessionError> {
+    tokio::task::spawn_blocking(f).await.map_err(SessionError::unavailable)?
+}
+
+/// The three tables, opened in one write transaction.
+struct Tables<'txn> {
+    uploads: Table<'txn, &'static str, &'static [u8]>,
+    parts: Table<'txn, (&'static str, u32), &'static [u8]>,
+    expiry: Table<'txn, (i64, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, SessionError> {
+        Ok(Self {
+            uploads: txn.open_table(UPLOADS).map_err(SessionError::unavailable)?,
+            parts: txn.open_table(PARTS).map_err(SessionError::unavailable)?,
+            expiry: txn.open_table(EXPIRY).map_err(SessionError::unavailable)?,
+        })
+    }
+
+    fn load(&self, id: &str) -> Result<Option<UploadRecord>, SessionError> {
+        match self.uploads.get(id).map_err(SessionError::unavailable)? {
+            Some(bytes) => decode_record(bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a record that exists and has not expired at `now`.
+    fn load_live(&self, id: &str, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
+        Ok(self.load(id)?.filter(|r| !r.is_expired(now)))
+    }
+
+    /// Writes `record`, moving its expiry index entry from `old_expiry`.
+    fn save(&mut self, record: &UploadRecord, old_expiry: Option<Timestamp>) -> Result<(), SessionError> {
+        let id = record.id.to_string();
+        if let Some(old) = old_expiry {
+            self.expiry
+                .remove((old.timestamp_millis(), id.as_str()))
+                .map_err(SessionError::unavailable)?;
+        }
+        self.expiry
+            .insert((record.expires_at.timestamp_millis(), id.as_str()), ())
+            .map_err(SessionError::unavailable)?;
+        self.uploads
+            .insert(id.as_str(), encode(record)?.as_slice())
+            .map_err(SessionError::unavailable)?;
+        Ok(())
+    }
+
+    fn drop_parts(&mut self, id: &str) -> Result<(), SessionError> {
+        let keys: Vec<u32> = self
+            .parts
+            .range((id, 0)..=(id, u32::MAX))
+            .map_err(SessionError::unavailable)?
+            .map(|entry| entry.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()
+            .map_err(SessionError::unavailable)?;
+        for index in keys {
+            self.parts.remove((id, index)).map_err(SessionError::unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, record: &UploadRecord) -> Result<(), SessionError> {
+        let id = record.id.to_string();
+        self.drop_parts(&id)?;
+        self.expiry
+            .remove((record.expires_at.timestamp_millis(), id.as_str()))
+            .map_err(SessionError::unavailable)?;
+        self.uploads.remove(id.as_str()).map_err(SessionError::unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedSessionStore {
+    #[tracing::instrument(name = "embedded.insert", skip_all, fields(upload_id = %record.id))]
+    async fn insert(&self, record: &UploadRecord) -> Result<(), SessionError> {
+        let record = record.clone();
+        self.write(move |t| {
+            if t.load(&record.id.to_string())?.is_some() {
+                return Err(SessionError::AlreadyExists);
+            }
+            t.save(&record, None)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, SessionError> {
+        let db = Arc::clone(&self.db);
+        let id = id.to_string();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(SessionError::unavailable)?;
+            let uploads = txn.open_table(UPLOADS).map_err(SessionError::unavailable)?;
+            let found = uploads.get(id.as_str()).map_err(SessionError::unavailable)?;
+            found.map(|bytes| decode_record(bytes.value())).transpose()
+        })
+        .await
+    }
+
+    async fn parts(&self, id: &UploadId) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
+        let db = Arc::clone(&self.db);
+        let id = id.to_string();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(SessionError::unavailable)?;
+            let parts = txn.open_table(PARTS).map_err(SessionError::unavailable)?;
+            let range = parts
+                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))
+                .map_err(SessionError::unavailable)?;
+            range
+                .map(|entry| {
+                    let (key, value) = entry.map_err(SessionError::unavailable)?;
+                    Ok((ChunkIndex(key.value().1), decode_receipt(value.value())?))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.record_part", skip_all, fields(upload_id = %id, chunk = %index))]
+    async fn record_part(
+        &self,
+        id: &UploadId,
+        index: ChunkIndex,
+        receipt: &PartReceipt,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<RecordOutcome, SessionError> {
+        let (id, receipt) = (id.to_string(), receipt.clone());
+        self.write(move |t| {
+            let Some(mut record) = t.load_live(&id, now)? else {
+                return Ok(RecordOutcome::NotFound);
+            };
+            if record.state != UploadState::Uploading {
+                return Ok(RecordOutcome::Refused(record.state));
+            }
+            let previous = t
+                .parts
+                .insert((id.as_str(), index.0), encode(&receipt)?.as_slice())
+                .map_err(SessionError::unavailable)?
+                .map(|old| decode_receipt(old.value()))
+                .transpose()?;
+            if previous.is_none() {
+                record.received_chunks += 1;
+                record.bytes_received += receipt.size;
+            }
+            let old_expiry = record.expires_at;
+            record.updated_at = now;
+            record.expires_at = now + ttl;
+            let claim = (previous.is_none() && record.is_claimable(now)).then(|| record.take_claim(now, lease));
+            t.save(&record, Some(old_expiry))?;
+            Ok(RecordOutcome::Recorded {
+                received_chunks: record.received_chunks,
+                bytes_received: record.bytes_received,
+                claim,
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.claim", skip_all, fields(upload_id = %id))]
+    async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load_live(&id, now)? else {
+                return Ok(None);
+            };
+            if !record.is_claimable(now) {
+                return Ok(None);
+            }
+            let claim = record.take_claim(now, lease);
+            t.save(&record, Some(record.expires_at))?;
+            Ok(Some(claim))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.finish", skip_all, fields(upload_id = %id, fence))]
+    async fn finish(
+        &self,
+        id: &UploadId,
+        fence: u64,
+        outcome: &Finish,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        let (id, outcome) = (id.to_string(), outcome.clone());
+        self.write(move |t| {
+            let Some(mut record) = t.load(&id)? else {
+                return Ok(false);
+            };
+            let current = record.state == UploadState::Completing && record.claim.is_some_and(|c| c.fence == fence);
+            if !current {
+                return Ok(false);
+            }
+            let old_expiry = record.expires_at;
+            record.claim = None;
+            record.updated_at = now;
+            match outcome {
+                Finish::Completed { etag } => {
+                    record.state = UploadState::Completed;
+                    record.etag = Some(etag);
+                }
+                Finish::Failed { error } => {
+                    record.state = UploadState::Failed;
+                    record.error = Some(error);
+                }
+                Finish::Release => {}
+            }
+            if record.state != UploadState::Completing {
+                record.expires_at = now + ttl;
+                t.drop_parts(&id)?;
+            }
+            t.save(&record, Some(old_expiry))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<Option<UploadRecord>, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load_live(&id, now)? else {
+                return Ok(None);
+            };
+            if record.state == UploadState::Canceled {
+                return Ok(None);
+            }
+            let old_expiry = record.expires_at;
+            record.expires_at = now + ttl;
+            t.save(&record, Some(old_expiry))?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.cancel", skip_all, fields(upload_id = %id))]
+    async fn cancel(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<CancelOutcome, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load_live(&id, now)? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let busy = record.state == UploadState::Completing && record.has_live_claim(now);
+            if busy || matches!(record.state, UploadState::Completed | UploadState::Canceled) {
+                return Ok(CancelOutcome::Refused(record.state));
+            }
+            let before = record.clone();
+            record.state = UploadState::Canceled;
+            record.claim = None;
+            record.updated_at = now;
+            record.expires_at = now + ttl;
+            t.drop_parts(&id)?;
+            t.save(&record, Some(before.expires_at))?;
+            Ok(CancelOutcome::Canceled(before))
+        })
+        .await
+    }
+
+    async fn expired(&self, now: Timestamp, limit: usize) -> Result<Vec<UploadId>, SessionError> {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(SessionError::unavailable)?;
+            let expiry = txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
+            let due = expiry
+                .range(..(now.timestamp_millis().saturating_add(1), ""))
+                .map_err(SessionError::unavailable)?;
+            let mut ids = Vec::new();
+            for entry in due.take(limit) {
+                let (key, _) = entry.map_err(SessionError::unavailable)?;
+                let id = key.value().1.parse().map_err(|_| SessionError::Corrupt("bad id in expiry index".into()))?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.remove_expired", skip_all, fields(upload_id = %id))]
+    async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(record) = t.load(&id)? else {
+                return Ok(None);
+            };
+            if !record.is_expired(now) || record.has_live_claim(now) {
+                return Ok(None);
+            }
+            t.remove(&record)?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), SessionError> {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || db.begin_read().map(drop).map_err(SessionError::unavailable)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::contract::new_record;
+
+    /// A store in a temporary folder that lives as long as it does.
+    struct Scratch {
+        _dir: tempfile::TempDir,
+        store: EmbeddedSessionStore,
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = EmbeddedSessionStore;
+        fn deref(&self) -> &EmbeddedSessionStore {
+            &self.store
+        }
+    }
+
+    async fn scratch() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedSessionStore::open(dir.path()).unwrap();
+        Scratch { _dir: dir, store }
+    }
+
+    crate::session_store_contract!(scratch());
+
+    #[tokio::test]
+    async fn records_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = new_record(chrono::Utc::now());
+        {
+            let store = EmbeddedSessionStore::open(dir.path()).unwrap();
+            store.insert(&record).await.unwrap();
+        }
+        let store = EmbeddedSessionStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedSessionStore::open(dir.path()).unwrap();
+        assert!(EmbeddedSessionStore::open(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Wiring: build the stores and the service from `Settings`, bind the listener, serve the
+//! route table, run the expiry sweeper beside it, and drain on SIGTERM or SIGINT.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::auth::{load_or_create_secret, ApiKeys, TokenSigner};
+use crate::config::{SessionBackend, Settings, StorageBackend};
+use crate::domain::{Clock, SystemClock};
+use crate::metrics::Metrics;
+use crate::session::{EmbeddedSessionStore, SessionStore};
+use crate::storage::{FsObjectStore, ObjectStore};
+use crate::upload::{UploadPolicy, UploadService};
+
+/// What every request handler can reach.
+pub struct AppState {
+    /// The upload rules and stores.
+    pub service: UploadService,
+    /// Issues and checks upload tokens.
+    pub tokens: TokenSigner,
+    /// Keys that may create uploads.
+    pub api_keys: ApiKeys,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Set once a shutdown has begun: readiness fails so balancers stop sending work.
+    pub draining: AtomicBool,
+}
+
+/// A built application: bound, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    sweep_interval: Duration,
+}
+
+impl Application {
+    /// Builds the application from `settings` with the system clock.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application reading time from `clock` (tests move it to expire uploads).
+    pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let metrics = Metrics::new().context("Failed to register metrics")?;
+        let (sessions, secret) = open_sessions(settings)?;
+        let storage = open_storage(settings)?;
+        let u = &settings.uploads;
+        let policy = UploadPolicy {
+            chunks: u.chunk_policy(),
+            ttl: secs(u.session_ttl_secs),
+            lease: secs(u.completion_lease_secs),
+            allowed_content_types: u.allowed_content_types.clone(),
+            require_chunk_md5: u.require_chunk_md5,
+        };
+        let state = web::Data::new(AppState {
+            service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
+            tokens: TokenSigner::new(&secret),
+            api_keys: ApiKeys::new(&settings.auth.api_keys),
+            metrics,
+            draining: AtomicBool::new(false),
+        });
+
+        let listener = TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("Failed to bind {}", settings.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(Compress::default())
+                .wrap(from_fn(crate::telemetry::trace_requests))
+                .app_data(app_state.clone())
+                .configure(crate::routes::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(
+            port,
+            storage = ?settings.storage.backend,
+            sessions = ?settings.sessions.backend,
+            "ferry is listening"
+        );
+        Ok(Self { port, server, state, sweep_interval: Duration::from_secs(u.sweep_interval_secs) })
+    }
+
+    /// The port the server is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server (gracefully with `stop(true)`).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped by the handle or by SIGTERM / SIGINT, sweeping expired uploads
+    /// meanwhile. On a signal, readiness turns 503 at once, requests in flight get up to
+    /// `server.shutdown_timeout_secs` to finish, then this returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            state.draining.store(true, Ordering::SeqCst);
+            tracing::info!("shutdown signal received: draining");
+            handle.stop(true).await;
+        });
+        let sweeper = self.state.service.run_sweeper(self.sweep_interval);
+        tokio::select! {
+            served = self.server => served,
+            () = sweeper => Ok(()),
+        }
+    }
+}
+
+fn secs(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+/// The session store and the token secret.
+fn open_sessions(settings: &Settings) -> anyhow::Result<(Arc<dyn SessionStore>, Vec<u8>)> {
+    match settings.sessions.backend {
+        SessionBackend::Embedded => {
+            let dir = &settings.sessions.embedded.path;
+            let store = EmbeddedSessionStore::open(dir)
+                .with_context(|| format!("Failed to open the session store in {}", dir.display()))?;
+            let secret = match &settings.auth.secret {
+                Some(secret) => secret.as_bytes().to_vec(),
+                None => secret_beside(dir)?,
+            };
+            Ok((Arc::new(store), secret))
+        }
+        SessionBackend::Redis => anyhow::bail!("sessions.backend = \"redis\" is not available in this build"),
+    }
+}
+
+fn secret_beside(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join("auth-secret");
+    load_or_create_secret(&path).with_context(|| format!("Failed to read or create {}", path.display()))
+}
+
+fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match settings.storage.backend {
+        StorageBackend::Fs => {
+            let root = &settings.storage.fs.root;
+            let store = FsObjectStore::open(root)
+                .with_context(|| format!("Failed to open the object folder {}", root.display()))?;
+            Ok(Arc::new(store))
+        }
+        StorageBackend::S3 => anyhow::bail!("storage.backend = \"s3\" is not available in this build"),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,291 @@
+//! The filesystem object store. Layout under the root:
+//!
+//! ```text
+//! <root>/<upload id>/<name>               finished objects (the upload's key)
+//! <root>/.ferry/staging/<upload id>/<i>   stored chunks of unfinished uploads
+//! <root>/.ferry/tmp/                      files being written; swept at start-up
+//! ```
+//!
+//! Every write goes to a temporary file, is flushed to disk, and is renamed into place:
+//! a reader never sees a torn chunk or a half object, and a failed write leaves nothing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{multipart_etag, ByteStream, ObjectStore, StagedUpload, StorageError, StoredObject};
+use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, UploadId};
+
+/// An `ObjectStore` on a local directory.
+#[derive(Debug, Clone)]
+pub struct FsObjectStore {
+    root: Arc<PathBuf>,
+}
+
+impl FsObjectStore {
+    /// Opens the store at `root`, creating its folders and removing temporary files left
+    /// by a process that died mid-write.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let store = Self { root: Arc::new(root.to_path_buf()) };
+        std::fs::create_dir_all(store.staging_root())?;
+        let tmp = store.tmp_dir();
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        Ok(store)
+    }
+
+    /// The path of a finished object.
+    pub fn object_path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    /// The folder holding an unfinished upload's chunks.
+    pub fn staging_dir(&self, id: &UploadId) -> PathBuf {
+        self.staging_root().join(id.to_string())
+    }
+
+    fn staging_root(&self) -> PathBuf {
+        self.root.join(".ferry").join("staging")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(".ferry").join("tmp")
+    }
+
+    fn part_path(&self, id: &UploadId, index: ChunkIndex) -> PathBuf {
+        self.staging_dir(id).join(format!("{index}.part"))
+    }
+
+    /// Whether an earlier `complete` of this upload finished: its chunks are gone and the
+    /// object is in place with the expected size (so completing again is a no-op).
+    async fn already_complete(&self, upload: &StagedUpload, path: &Path, size: u64) -> bool {
+        let staged = tokio::fs::try_exists(self.staging_dir(&upload.id)).await.unwrap_or(true);
+        let object = tokio::fs::metadata(path).await.map(|m| m.len() == size).unwrap_or(false);
+        !staged && object
+    }
+
+    /// Streams `body` into a new temporary file, hashing it, and refusing it past `max`.
+    async fn write_temp(&self, mut body: ByteStream<'_>, max: u64) -> Result<(TempFile, Md5Hasher), StorageError> {
+        let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
+        let mut file = tokio::fs::File::create(&temp.path).await.map_err(StorageError::unavailable)?;
+        let mut hasher = Md5Hasher::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(StorageError::Body)?;
+            hasher.update(&piece);
+            if hasher.len() > max {
+                return Err(StorageError::TooLarge { max });
+            }
+            file.write_all(&piece).await.map_err(StorageError::unavailable)?;
+        }
+        file.flush().await.map_err(StorageError::unavailable)?;
+        file.sync_data().await.map_err(StorageError::unavailable)?;
+        Ok((temp, hasher))
+    }
+}
+
+#[async_trait(?Send)]
+impl ObjectStore for FsObjectStore {
+    async fn create_multipart(&self, _id: &UploadId, _key: &ObjectKey) -> Result<Option<String>, StorageError> {
+        // The staging folder appears with the first chunk: nothing to prepare.
+        Ok(None)
+    }
+
+    #[tracing::instrument(name = "fs.put_part", skip_all, fields(upload_id = %upload.id, chunk = %index, len))]
+    async fn put_part(
+        &self,
+        upload: &StagedUpload,
+        index: ChunkIndex,
+        body: ByteStream<'_>,
+        len: u64,
+        expected_md5: Option<Md5Digest>,
+    ) -> Result<PartReceipt, StorageError> {
+        let (temp, hasher) = match self.write_temp(body, len).await {
+            Err(StorageError::TooLarge { .. }) => {
+                return Err(StorageError::IncompleteBody { expected: len, received: len + 1 })
+            }
+            other => other?,
+        };
+        if hasher.len() != len {
+            return Err(StorageError::IncompleteBody { expected: len, received: hasher.len() });
+        }
+        let md5 = hasher.finish();
+        if let Some(expected) = expected_md5.filter(|e| *e != md5) {
+            return Err(StorageError::ChecksumMismatch { expected, actual: md5 });
+        }
+        tokio::fs::create_dir_all(self.staging_dir(&upload.id))
+            .await
+            .map_err(StorageError::unavailable)?;
+        temp.persist(&self.part_path(&upload.id, index)).await?;
+        Ok(PartReceipt { md5, etag: md5.hex(), size: len })
+    }
+
+    #[tracing::instrument(name = "fs.complete", skip_all, fields(upload_id = %upload.id, parts = parts.len()))]
+    async fn complete(
+        &self,
+        upload: &StagedUpload,
+        parts: &[(ChunkIndex, PartReceipt)],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        let etag = multipart_etag(parts.iter().map(|(_, p)| &p.md5));
+        let path = self.object_path(&upload.key);
+        if self.already_complete(upload, &path, size).await {
+            return Ok(StoredObject { etag, size });
+        }
+        let sources: Vec<PathBuf> = parts.iter().map(|(i, _)| self.part_path(&upload.id, *i)).collect();
+        let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
+        let target = temp.path.clone();
+        let written = tokio::task::spawn_blocking(move || concatenate(&sources, &target))
+            .await
+            .map_err(StorageError::unavailable)?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StorageError::Refused("a stored chunk is missing".into()),
+                _ => StorageError::unavailable(e),
+            })?;
+        if written != size {
+            return Err(StorageError::Refused(format!("the assembled object has {written} bytes, not {size}")));
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
+        }
+        temp.persist(&path).await?;
+        self.abort(upload).await?;
+        Ok(StoredObject { etag, size })
+    }
+
+    #[tracing::instrument(name = "fs.abort", skip_all, fields(upload_id = %upload.id))]
+    async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError> {
+        match tokio::fs::remove_dir_all(self.staging_dir(&upload.id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::unavailable(e)),
+            _ => Ok(()),
+        }
+    }
+
+    #[tracing::instrument(name = "fs.put_object", skip_all, fields(key = %key))]
+    async fn put_object(&self, key: &ObjectKey, body: ByteStream<'_>, max_len: u64) -> Result<StoredObject, StorageError> {
+        let (temp, hasher) = self.write_temp(body, max_len).await?;
+        let size = hasher.len();
+        let path = self.object_path(key);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
+        }
+        temp.persist(&path).await?;
+        Ok(StoredObject { etag: hasher.finish().hex(), size })
+    }
+
+    async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let path = self.object_path(key);
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StorageError::unavailable(e)),
+            _ => {}
+        }
+        // The upload's folder holds only this object; leave no empty folder behind.
+        if let Some(parent) = path.parent() {
+            let _ = tokio::fs::remove_dir(parent).await;
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        for dir in [self.root.as_path(), &self.staging_root(), &self.tmp_dir()] {
+            let meta = tokio::fs::metadata(dir).await.map_err(StorageError::unavailable)?;
+            if !meta.is_dir() {
+                return Err(StorageError::Refused(format!("{} is not a folder", dir.display())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends every source file to `target` (the kernel copies: no bytes pass through
+/// user space on Linux), flushes it to disk, and returns its length.
+fn concatenate(sources: &[PathBuf], target: &Path) -> io::Result<u64> {
+    let mut out = std::fs::File::create(target)?;
+    let mut written = 0;
+    for source in sources {
+        let mut part = std::fs::File::open(source)?;
+        written += io::copy(&mut part, &mut out)?;
+    }
+    out.sync_all()?;
+    Ok(written)
+}
+
+/// A file being written; removed when dropped unless persisted into its place.
+struct TempFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, persisted: false }
+    }
+
+    /// Renames the file to `dest` (atomically replacing what is there).
+    async fn persist(mut self, dest: &Path) -> Result<(), StorageError> {
+        tokio::fs::rename(&self.path, dest).await.map_err(StorageError::unavailable)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait(?Send)]
+impl super::contract::Inspect for FsObjectStore {
+    async fn object(&self, key: &ObjectKey) -> Option<Vec<u8>> {
+        tokio::fs::read(self.object_path(key)).await.ok()
+    }
+
+    async fn has_staged_parts(&self, upload: &StagedUpload) -> bool {
+        tokio::fs::try_exists(self.staging_dir(&upload.id)).await.unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store in a temporary folder that lives as long as it does.
+    struct Scratch {
+        _dir: tempfile::TempDir,
+        store: FsObjectStore,
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = FsObjectStore;
+        fn deref(&self) -> &FsObjectStore {
+            &self.store
+        }
+    }
+
+    async fn scratch() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsObjectStore::open(dir.path()).unwrap();
+        Scratch { _dir: dir, store }
+    }
+
+    crate::object_store_contract!(scratch());
+
+    #[actix_web::test]
+    async fn temporary_files_left_by_a_crash_are_swept_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsObjectStore::open(dir.path()).unwrap();
+        let leftover = store.tmp_dir().join("dead.tmp");
+        std::fs::write(&leftover, b"torn").unwrap();
+        FsObjectStore::open(dir.path()).unwrap();
+        assert!(!leftover.exists());
+    }
+}

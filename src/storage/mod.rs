@@ -1,0 +1,155 @@
+//! Object storage: where chunk bytes stream to and where finished objects live.
+//! `ObjectStore` is the contract, shaped like an S3 multipart upload (create, put parts in
+//! any order, complete or abort); `fs` keeps it on local disk. Bodies are streams, never
+//! whole chunks: memory per request is a few buffers, whatever the chunk size.
+
+pub mod fs;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
+
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
+
+use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId, UploadRecord};
+
+pub use fs::FsObjectStore;
+
+/// A request body: bytes as they arrive from the client. Not `Send`, because the HTTP
+/// server's payload is not; a backend that needs `Send` bridges it through a channel.
+pub type ByteStream<'a> = LocalBoxStream<'a, Result<Bytes, io::Error>>;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The bytes did not hash to the MD5 the client declared; nothing was kept.
+    #[error("the body's MD5 is {actual}, not the declared {expected}")]
+    ChecksumMismatch {
+        /// What the client declared.
+        expected: Md5Digest,
+        /// What the bytes hash to.
+        actual: Md5Digest,
+    },
+    /// The body ended before (or ran past) its declared length; nothing was kept.
+    #[error("the body carried {received} bytes, not the declared {expected}")]
+    IncompleteBody {
+        /// The declared length.
+        expected: u64,
+        /// What arrived.
+        received: u64,
+    },
+    /// Reading the client's body failed (the connection dropped); nothing was kept.
+    #[error("the request body could not be read")]
+    Body(#[source] io::Error),
+    /// A body of unknown length grew past the limit; nothing was kept.
+    #[error("the body is larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The storage failed for a passing reason; retrying may succeed.
+    #[error("the object storage is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The storage refused for good (missing part, size mismatch, access denied).
+    #[error("the object storage refused the request: {0}")]
+    Refused(String),
+}
+
+impl StorageError {
+    /// Wraps a backend error as `Unavailable`.
+    pub fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(err))
+    }
+
+    /// Whether the client caused it (a bad or broken body) rather than the storage.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::ChecksumMismatch { .. } | Self::IncompleteBody { .. } | Self::Body(_) | Self::TooLarge { .. }
+        )
+    }
+}
+
+/// An upload's place in storage, as the session record remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedUpload {
+    /// ferry's upload id.
+    pub id: UploadId,
+    /// The key the object will have.
+    pub key: ObjectKey,
+    /// The storage's own multipart upload id, if it has one.
+    pub storage_upload_id: Option<String>,
+}
+
+impl From<&UploadRecord> for StagedUpload {
+    fn from(record: &UploadRecord) -> Self {
+        Self {
+            id: record.id,
+            key: record.key.clone(),
+            storage_upload_id: record.storage_upload_id.clone(),
+        }
+    }
+}
+
+/// A finished object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its ETag (for a multipart object: the MD5 of the part MD5s, `-` and the part count).
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The contract every storage backend meets; `contract::run_all` checks it.
+#[async_trait(?Send)]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Prepares a multipart upload for `key`; the storage's own upload id, if it has one.
+    async fn create_multipart(&self, id: &UploadId, key: &ObjectKey) -> Result<Option<String>, StorageError>;
+
+    /// Streams exactly `len` bytes of `body` into part `index`, hashing on the way. The
+    /// part is kept only if the length and (when given) the MD5 match; a re-sent part
+    /// replaces the earlier one whole, and concurrent sends never tear it.
+    async fn put_part(
+        &self,
+        upload: &StagedUpload,
+        index: ChunkIndex,
+        body: ByteStream<'_>,
+        len: u64,
+        expected_md5: Option<Md5Digest>,
+    ) -> Result<PartReceipt, StorageError>;
+
+    /// Joins `parts` (every index, in order) into the object at the upload's key, which
+    /// appears at once and whole; checks it holds `size` bytes; drops the staged parts.
+    async fn complete(
+        &self,
+        upload: &StagedUpload,
+        parts: &[(ChunkIndex, PartReceipt)],
+        size: u64,
+    ) -> Result<StoredObject, StorageError>;
+
+    /// Drops every staged part of the upload. Idempotent; never touches a finished object.
+    async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError>;
+
+    /// Streams a body of unknown length (at most `max_len` bytes) into a whole object.
+    async fn put_object(&self, key: &ObjectKey, body: ByteStream<'_>, max_len: u64) -> Result<StoredObject, StorageError>;
+
+    /// Deletes a finished object. Idempotent.
+    async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError>;
+
+    /// Checks that the storage answers.
+    async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then `-<count>`.
+pub fn multipart_etag<'a>(part_md5s: impl IntoIterator<Item = &'a Md5Digest>) -> String {
+    let mut hasher = crate::domain::Md5Hasher::new();
+    let mut count = 0;
+    for md5 in part_md5s {
+        hasher.update(md5.as_bytes());
+        count += 1;
+    }
+    format!("{}-{count}", hasher.finish().hex())
+}

@@ -1,0 +1,157 @@
+//! Taking one chunk, and assembling the object once the last gap is filled.
+
+use super::{UploadError, UploadService};
+use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadRecord, UploadState};
+use crate::session::{Finish, RecordOutcome};
+use crate::storage::{ByteStream, StagedUpload, StorageError};
+
+/// A stored chunk, and where its upload stands now.
+#[derive(Debug, Clone)]
+pub struct ChunkAccepted {
+    /// The chunk's index.
+    pub index: ChunkIndex,
+    /// The MD5 of its bytes.
+    pub md5: Md5Digest,
+    /// Distinct chunks stored so far.
+    pub received_chunks: u32,
+    /// The upload's chunk count.
+    pub total_chunks: u32,
+    /// Bytes stored so far.
+    pub bytes_received: u64,
+    /// `uploading`, or `completing` / `completed` / `failed` after the last chunk.
+    pub state: UploadState,
+}
+
+impl UploadService {
+    /// Stores chunk `index` of `len` bytes from `body`, checked against `md5`. The length
+    /// is checked against the plan before a byte is read. A bad or broken body records
+    /// nothing. Filling the last gap assembles the object before returning.
+    #[tracing::instrument(name = "Store a chunk", skip_all, fields(upload_id = %id, chunk = index, len))]
+    pub async fn put_chunk(
+        &self,
+        id: &UploadId,
+        index: u32,
+        len: u64,
+        md5: Option<Md5Digest>,
+        body: ByteStream<'_>,
+    ) -> Result<ChunkAccepted, UploadError> {
+        let result = self.store_chunk(id, index, len, md5, body).await;
+        match &result {
+            Ok(_) => self.metrics.chunks_received.inc(),
+            Err(err) => self.metrics.chunk_rejected(crate::error::code_of(err).as_str()),
+        }
+        result
+    }
+
+    async fn store_chunk(
+        &self,
+        id: &UploadId,
+        index: u32,
+        len: u64,
+        md5: Option<Md5Digest>,
+        body: ByteStream<'_>,
+    ) -> Result<ChunkAccepted, UploadError> {
+        let record = self.live(id).await?;
+        if record.state != UploadState::Uploading {
+            return Err(UploadError::WrongState(record.state));
+        }
+        let plan = record.plan;
+        let index = plan.index(index).ok_or(UploadError::InvalidChunkIndex { total: plan.total_chunks() })?;
+        if len > self.policy.chunks.max_chunk_size {
+            return Err(UploadError::ChunkTooLarge { max: self.policy.chunks.max_chunk_size });
+        }
+        let expected = plan.chunk_len(index);
+        if len != expected {
+            return Err(UploadError::ChunkSizeMismatch { index: index.0, expected, declared: len });
+        }
+        if md5.is_none() && self.policy.require_chunk_md5 {
+            return Err(UploadError::MissingChecksum);
+        }
+
+        let staged = StagedUpload::from(&record);
+        let receipt = self.storage.put_part(&staged, index, body, len, md5).await?;
+        self.metrics.bytes_received.inc_by(len);
+
+        let now = self.clock.now();
+        let outcome = self
+            .sessions
+            .record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease)
+            .await?;
+        match outcome {
+            RecordOutcome::Recorded { received_chunks, bytes_received, claim } => {
+                let state = match claim {
+                    Some(claim) => self.assemble(&record, claim.fence).await,
+                    None => UploadState::Uploading,
+                };
+                Ok(ChunkAccepted {
+                    index,
+                    md5: receipt.md5,
+                    received_chunks,
+                    total_chunks: plan.total_chunks(),
+                    bytes_received,
+                    state,
+                })
+            }
+            // Assembly is reading the stored chunks: leave them alone.
+            RecordOutcome::Refused(UploadState::Completing) => Err(UploadError::WrongState(UploadState::Completing)),
+            // Canceled, finished or expired while this chunk streamed: it must not linger.
+            RecordOutcome::Refused(state) => {
+                self.discard(&record, false).await;
+                Err(UploadError::WrongState(state))
+            }
+            RecordOutcome::NotFound => {
+                self.discard(&record, false).await;
+                Err(UploadError::NotFound)
+            }
+        }
+    }
+
+    /// Assembles the object under the claim `fence` and records the outcome. Never fails:
+    /// a passing failure leaves the upload `completing` for the next status or resume call.
+    pub(super) async fn assemble(&self, record: &UploadRecord, fence: u64) -> UploadState {
+        match self.try_assemble(record, fence).await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly left for a retry");
+                UploadState::Completing
+            }
+        }
+    }
+
+    async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
+        let staged = StagedUpload::from(record);
+        let parts = self.sessions.parts(&record.id).await?;
+        let finish = match self.storage.complete(&staged, &parts, record.plan.size()).await {
+            Ok(object) => Finish::Completed { etag: object.etag },
+            Err(StorageError::Refused(reason)) => {
+                tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
+                self.discard(record, false).await;
+                Finish::Failed { error: "the stored chunks could not be assembled".into() }
+            }
+            Err(err) => {
+                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly failed; will retry");
+                Finish::Release
+            }
+        };
+        let now = self.clock.now();
+        if !self.sessions.finish(&record.id, fence, &finish, now, self.policy.ttl).await? {
+            // The claim lapsed and someone else moved on (a cancel, or another assembler).
+            let current = self.sessions.get(&record.id).await?.map(|r| r.state);
+            if current == Some(UploadState::Canceled) && matches!(finish, Finish::Completed { .. }) {
+                self.discard(record, true).await;
+            }
+            return Ok(current.unwrap_or(UploadState::Canceled));
+        }
+        Ok(match finish {
+            Finish::Completed { .. } => {
+                self.metrics.uploads_completed.inc();
+                UploadState::Completed
+            }
+            Finish::Failed { .. } => {
+                self.metrics.uploads_failed.inc();
+                UploadState::Failed
+            }
+            Finish::Release => UploadState::Completing,
+        })
+    }
+}

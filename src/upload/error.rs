@@ -1,0 +1,84 @@
+//! `UploadError`: everything the upload service can refuse or fail with.
+
+use crate::domain::{ChunkPlanError, Md5Digest, UploadState};
+use crate::session::SessionError;
+use crate::storage::StorageError;
+
+/// Why an upload operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// No such upload, or it has expired.
+    #[error("no upload with this id exists (it may have expired)")]
+    NotFound,
+    /// The upload is in a state that does not allow the operation.
+    #[error("the upload is {}", .0.as_str())]
+    WrongState(UploadState),
+    /// The request body or a field of it is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The file or chunk sizes cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] ChunkPlanError),
+    /// The content type is not among `uploads.allowed_content_types`.
+    #[error("content type {0:?} is not accepted here")]
+    UnsupportedContentType(String),
+    /// The chunk index is not in `[0, total)`.
+    #[error("chunk index must be below {total}")]
+    InvalidChunkIndex {
+        /// The upload's chunk count.
+        total: u32,
+    },
+    /// The declared chunk length is over `uploads.max_chunk_size`.
+    #[error("a chunk may not exceed {max} bytes")]
+    ChunkTooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The declared chunk length is not what the plan says for this index.
+    #[error("chunk {index} must be exactly {expected} bytes, not {declared}")]
+    ChunkSizeMismatch {
+        /// The chunk's index.
+        index: u32,
+        /// What the plan says.
+        expected: u64,
+        /// What the request declared.
+        declared: u64,
+    },
+    /// `Content-MD5` is required and absent.
+    #[error("Content-MD5 is required")]
+    MissingChecksum,
+    /// The body does not hash to the declared MD5.
+    #[error("the chunk's MD5 is {actual}, but Content-MD5 says {expected}")]
+    ChecksumMismatch {
+        /// The declared digest.
+        expected: Md5Digest,
+        /// The digest of the bytes received.
+        actual: Md5Digest,
+    },
+    /// The body ended before its declared length, or the connection dropped.
+    #[error("the request body ended before its declared length")]
+    IncompleteBody,
+    /// A single-request upload is over `uploads.max_file_size`.
+    #[error("the file is larger than the {max} bytes allowed")]
+    FileTooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The session store failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The object storage failed.
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for UploadError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::ChecksumMismatch { expected, actual } => Self::ChecksumMismatch { expected, actual },
+            StorageError::IncompleteBody { .. } | StorageError::Body(_) => Self::IncompleteBody,
+            StorageError::TooLarge { max } => Self::FileTooLarge { max },
+            other => Self::Storage(other),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! `UploadService`: the one place that combines the session store and the object store.
+//! It owns the rules: chunk planning, the state machine (`uploading -> completing ->
+//! completed | failed`, and `canceled`), who assembles an object, and what expiry cleans.
+//! Handlers call it; it never sees HTTP.
+
+mod chunk;
+mod error;
+mod form;
+mod sweep;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use crate::domain::{
+    ChunkPlan, ChunkPolicy, Clock, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+};
+use crate::metrics::Metrics;
+use crate::session::{CancelOutcome, SessionStore};
+use crate::storage::{ObjectStore, StagedUpload};
+
+pub use chunk::ChunkAccepted;
+pub use error::UploadError;
+pub use form::FormFile;
+
+/// Largest metadata accepted, as JSON bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest file name accepted, in bytes (the storage key keeps at most 255 of them).
+pub const MAX_FILENAME_BYTES: usize = 4096;
+
+/// The rules the service applies, from `uploads.*`.
+#[derive(Debug, Clone)]
+pub struct UploadPolicy {
+    /// Chunk and file size limits.
+    pub chunks: ChunkPolicy,
+    /// Idle time before an upload expires; also how long finished uploads are remembered.
+    pub ttl: Duration,
+    /// How long a claim to assemble an object lasts.
+    pub lease: Duration,
+    /// Accepted content types; empty accepts any.
+    pub allowed_content_types: Vec<String>,
+    /// Whether chunks must carry an MD5.
+    pub require_chunk_md5: bool,
+}
+
+/// What a client asks for when it opens an upload.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// The file's name.
+    pub filename: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// The chunk size it wants, if any.
+    pub chunk_size: Option<u64>,
+    /// Its metadata.
+    pub metadata: Metadata,
+}
+
+/// An upload as status and resume report it.
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    /// The record.
+    pub record: UploadRecord,
+    /// Indices of the chunks still to send, in order.
+    pub missing_chunks: Vec<u32>,
+}
+
+/// Opens uploads, takes chunks, assembles, cancels and expires them.
+pub struct UploadService {
+    sessions: Arc<dyn SessionStore>,
+    storage: Arc<dyn ObjectStore>,
+    policy: UploadPolicy,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+}
+
+impl UploadService {
+    /// A service over these stores.
+    pub fn new(
+        sessions: Arc<dyn SessionStore>,
+        storage: Arc<dyn ObjectStore>,
+        policy: UploadPolicy,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Self {
+        Self { sessions, storage, policy, clock, metrics }
+    }
+
+    /// The rules in force.
+    pub fn policy(&self) -> &UploadPolicy {
+        &self.policy
+    }
+
+    /// Opens an upload. An empty file is stored at once and comes back `completed`.
+    #[tracing::instrument(name = "Open an upload", skip_all, fields(upload_id, size = new.size))]
+    pub async fn init(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {
+        self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        check_metadata(&new.metadata)?;
+        let plan = ChunkPlan::new(new.size, new.chunk_size, &self.policy.chunks)?;
+        let id = UploadId::new();
+        tracing::Span::current().record("upload_id", tracing::field::display(id));
+        let key = ObjectKey::new(&id, &new.filename);
+        let now = self.clock.now();
+        let mut record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, now);
+        if plan.size() == 0 {
+            let object = self.storage.put_object(&record.key, Box::pin(futures_util::stream::empty()), 0).await?;
+            record.state = UploadState::Completed;
+            record.etag = Some(object.etag);
+        } else {
+            record.storage_upload_id = self.storage.create_multipart(&id, &record.key).await?;
+        }
+        if let Err(err) = self.sessions.insert(&record).await {
+            self.discard(&record, true).await;
+            return Err(err.into());
+        }
+        self.metrics.uploads_created.inc();
+        if record.state == UploadState::Completed {
+            self.metrics.uploads_completed.inc();
+        }
+        Ok(record)
+    }
+
+    /// The upload's status; finishes an assembly left `completing` by a passing failure.
+    #[tracing::instrument(name = "Read an upload's status", skip_all, fields(upload_id = %id))]
+    pub async fn status(&self, id: &UploadId) -> Result<UploadStatus, UploadError> {
+        let record = self.live(id).await?;
+        self.report(record).await
+    }
+
+    /// Extends the upload's expiry, finishes a pending assembly, and reports its status.
+    #[tracing::instrument(name = "Resume an upload", skip_all, fields(upload_id = %id))]
+    pub async fn resume(&self, id: &UploadId) -> Result<UploadStatus, UploadError> {
+        self.live(id).await?;
+        let record = self
+            .sessions
+            .touch(id, self.clock.now(), self.policy.ttl)
+            .await?
+            .ok_or(UploadError::NotFound)?;
+        self.report(record).await
+    }
+
+    /// Cancels the upload: its session becomes a tombstone and its stored bytes go.
+    #[tracing::instrument(name = "Cancel an upload", skip_all, fields(upload_id = %id))]
+    pub async fn cancel(&self, id: &UploadId) -> Result<(), UploadError> {
+        match self.sessions.cancel(id, self.clock.now(), self.policy.ttl).await? {
+            CancelOutcome::Canceled(before) => {
+                self.discard(&before, before.state == UploadState::Completing).await;
+                self.metrics.uploads_canceled.inc();
+                Ok(())
+            }
+            CancelOutcome::Refused(state) => Err(UploadError::WrongState(state)),
+            CancelOutcome::NotFound => Err(UploadError::NotFound),
+        }
+    }
+
+    /// Checks that both stores answer.
+    pub async fn ready(&self) -> Result<(), UploadError> {
+        self.sessions.ping().await?;
+        self.storage.check().await?;
+        Ok(())
+    }
+
+    /// The record of an upload that exists, has not expired and is not canceled.
+    async fn live(&self, id: &UploadId) -> Result<UploadRecord, UploadError> {
+        let record = self.sessions.get(id).await?.ok_or(UploadError::NotFound)?;
+        if record.is_expired(self.clock.now()) {
+            return Err(UploadError::NotFound);
+        }
+        if record.state == UploadState::Canceled {
+            return Err(UploadError::WrongState(UploadState::Canceled));
+        }
+        Ok(record)
+    }
+
+    /// Finishes a pending assembly if nobody else is on it, then lists what is missing.
+    async fn report(&self, mut record: UploadRecord) -> Result<UploadStatus, UploadError> {
+        if record.is_claimable(self.clock.now()) {
+            if let Some(claim) = self.sessions.claim(&record.id, self.clock.now(), self.policy.lease).await? {
+                self.assemble(&record, claim.fence).await;
+            }
+            record = self.sessions.get(&record.id).await?.ok_or(UploadError::NotFound)?;
+        }
+        let missing_chunks = if record.state == UploadState::Uploading {
+            let parts = self.sessions.parts(&record.id).await?;
+            let mut received = parts.iter().map(|(i, _)| i.0).peekable();
+            record
+                .plan
+                .indices()
+                .map(|i| i.0)
+                .filter(|i| {
+                    while received.next_if(|r| r < i).is_some() {}
+                    received.next_if_eq(i).is_none()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(UploadStatus { record, missing_chunks })
+    }
+
+    /// Removes whatever storage holds for an upload that will not complete, and the
+    /// object too when `with_object` (an assembly whose claimer died may have finished it
+    /// without recording so). Failures are logged, not returned: the sweeper tries again
+    /// when the record expires.
+    async fn discard(&self, record: &UploadRecord, with_object: bool) {
+        if let Err(err) = self.storage.abort(&StagedUpload::from(record)).await {
+            tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not drop stored chunks");
+        }
+        if with_object {
+            if let Err(err) = self.storage.delete_object(&record.key).await {
+                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not delete a stray object");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_record(
+        &self,
+        id: UploadId,
+        key: ObjectKey,
+        filename: &str,
+        content_type: Option<String>,
+        metadata: Metadata,
+        plan: ChunkPlan,
+        now: Timestamp,
+    ) -> UploadRecord {
+        UploadRecord {
+            id,
+            key,
+            filename: filename.to_owned(),
+            content_type,
+            metadata,
+            plan,
+            state: UploadState::Uploading,
+            storage_upload_id: None,
+            received_chunks: 0,
+            bytes_received: 0,
+            fence: 0,
+            claim: None,
+            etag: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + self.policy.ttl,
+        }
+    }
+
+    fn check_name_and_type(&self, filename: &str, content_type: Option<&str>) -> Result<(), UploadError> {
+        if filename.trim().is_empty() {
+            return Err(UploadError::InvalidRequest("filename must not be empty".into()));
+        }
+        if filename.len() > MAX_FILENAME_BYTES {
+            return Err(UploadError::InvalidRequest(format!(
+                "filename must be at most {MAX_FILENAME_BYTES} bytes"
+            )));
+        }
+        let allowed = &self.policy.allowed_content_types;
+        if allowed.is_empty() {
+            return Ok(());
+        }
+        let essence = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        match essence {
+            Some(e) if allowed.iter().any(|a| a.eq_ignore_ascii_case(&e)) => Ok(()),
+            _ => Err(UploadError::UnsupportedContentType(content_type.unwrap_or("none").to_owned())),
+        }
+    }
+}
+
+fn check_metadata(metadata: &Metadata) -> Result<(), UploadError> {
+    let bytes = serde_json::to_vec(metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+    if bytes > MAX_METADATA_BYTES {
+        return Err(UploadError::InvalidRequest(format!(
+            "metadata must be at most {MAX_METADATA_BYTES} bytes as JSON"
+        )));
+    }
+    Ok(())
+}
+
