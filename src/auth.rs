@@ -61,7 +61,7 @@ pub struct ApiKeys {
 impl ApiKeys {
     /// The set of `keys`; empty means creating uploads is open.
     pub fn new(keys: &[String]) -> Self {
-        Self { digests: keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect() }
+        Self { digests: keys.iter().map(|k| Sha256::digest(k.trim().as_bytes()).into()).collect() }
     }
 
     /// Whether any key is configured.
@@ -73,10 +73,7 @@ impl ApiKeys {
     /// key, so timing says nothing about which key came close.
     pub fn allows(&self, key: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        self.digests
-            .iter()
-            .fold(subtle::Choice::from(0), |found, d| found | d.ct_eq(&digest))
-            .into()
+        self.digests.iter().fold(subtle::Choice::from(0), |found, d| found | d.ct_eq(&digest)).into()
     }
 }
 

@@ -304,10 +304,14 @@ impl Settings {
             ));
         }
         if u.session_ttl_secs == 0 || u.sweep_interval_secs == 0 || u.completion_lease_secs == 0 {
-            return fail("uploads.session_ttl_secs, sweep_interval_secs and completion_lease_secs must be positive".into());
+            return fail(
+                "uploads.session_ttl_secs, sweep_interval_secs and completion_lease_secs must be positive".into(),
+            );
         }
         if self.sessions.backend == SessionBackend::Redis && self.auth.secret.is_none() {
-            return fail("auth.secret is required with sessions.backend = \"redis\" (every instance must share it)".into());
+            return fail(
+                "auth.secret is required with sessions.backend = \"redis\" (every instance must share it)".into(),
+            );
         }
         if self.auth.secret.as_ref().is_some_and(|s| s.len() < 16) {
             return fail("auth.secret must be at least 16 characters".into());
@@ -354,7 +358,8 @@ mod tests {
     fn a_file_is_layered_under_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ferry.toml");
-        std::fs::write(&path, "[uploads]\nrequire_chunk_md5 = false\nallowed_content_types = [\"video/mp4\"]\n").unwrap();
+        std::fs::write(&path, "[uploads]\nrequire_chunk_md5 = false\nallowed_content_types = [\"video/mp4\"]\n")
+            .unwrap();
         let s = Settings::load(Some(&path)).unwrap();
         assert!(!s.uploads.require_chunk_md5);
         assert_eq!(s.uploads.allowed_content_types, vec!["video/mp4".to_string()]);

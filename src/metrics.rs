@@ -40,9 +40,8 @@ impl Metrics {
         )?;
         registry.register(Box::new(chunks_rejected.clone()))?;
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests").buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             &["method", "route", "status"],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -67,9 +66,7 @@ impl Metrics {
 
     /// Records how long a request took.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.request_duration
-            .with_label_values(&[method, route, &status.to_string()])
-            .observe(seconds);
+        self.request_duration.with_label_values(&[method, route, &status.to_string()]).observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -31,7 +31,7 @@ pub struct AppState {
     /// The metrics.
     pub metrics: Metrics,
     /// Set once a shutdown has begun: readiness fails so balancers stop sending work.
-    pub draining: AtomicBool,
+    pub draining: Arc<AtomicBool>,
 }
 
 /// A built application: bound, not yet serving.
@@ -67,7 +67,7 @@ impl Application {
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
             metrics,
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
         });
 
         let listener = TcpListener::bind(&settings.server.listen)
@@ -111,18 +111,26 @@ impl Application {
     /// `server.shutdown_timeout_secs` to finish, then this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let state = self.state.clone();
-        actix_web::rt::spawn(async move {
+        let draining = Arc::clone(&self.state.draining);
+        let on_signal = actix_web::rt::spawn(async move {
             shutdown_signal().await;
-            state.draining.store(true, Ordering::SeqCst);
+            draining.store(true, Ordering::SeqCst);
             tracing::info!("shutdown signal received: draining");
-            handle.stop(true).await;
+            tokio::select! {
+                () = handle.stop(true) => {}
+                () = shutdown_signal() => {
+                    tracing::warn!("second shutdown signal: stopping without waiting");
+                    handle.stop(false).await;
+                }
+            }
         });
         let sweeper = self.state.service.run_sweeper(self.sweep_interval);
-        tokio::select! {
+        let served = tokio::select! {
             served = self.server => served,
             () = sweeper => Ok(()),
-        }
+        };
+        on_signal.abort();
+        served
     }
 }
 

@@ -76,25 +76,17 @@ impl ChunkPlan {
         let smallest_fitting = size.div_ceil(u64::from(policy.max_chunks.max(1)));
         let chunk_size = match requested {
             Some(c) if c < policy.min_chunk_size || c > policy.max_chunk_size => {
-                return Err(ChunkPlanError::InvalidChunkSize {
-                    min: policy.min_chunk_size,
-                    max: policy.max_chunk_size,
-                })
+                return Err(ChunkPlanError::InvalidChunkSize { min: policy.min_chunk_size, max: policy.max_chunk_size })
             }
             Some(c) => c,
             None => policy.default_chunk_size.max(smallest_fitting),
         };
         let total = size.div_ceil(chunk_size);
         if total > u64::from(policy.max_chunks) {
-            return Err(ChunkPlanError::TooManyChunks {
-                max: policy.max_chunks,
-                min_chunk_size: smallest_fitting,
-            });
+            return Err(ChunkPlanError::TooManyChunks { max: policy.max_chunks, min_chunk_size: smallest_fitting });
         }
-        let total_chunks = u32::try_from(total).map_err(|_| ChunkPlanError::TooManyChunks {
-            max: policy.max_chunks,
-            min_chunk_size: smallest_fitting,
-        })?;
+        let total_chunks = u32::try_from(total)
+            .map_err(|_| ChunkPlanError::TooManyChunks { max: policy.max_chunks, min_chunk_size: smallest_fitting })?;
         Ok(Self { size, chunk_size, total_chunks })
     }
 

@@ -56,16 +56,14 @@ fn truncate_keeping_extension(name: &str) -> String {
     if name.len() <= MAX_NAME_BYTES {
         return name.to_owned();
     }
-    let ext = name
-        .rfind('.')
-        .map(|dot| &name[dot..])
-        .filter(|ext| ext.len() <= 16)
-        .unwrap_or("");
+    let ext = name.rfind('.').map(|dot| &name[dot..]).filter(|ext| ext.len() <= 16).unwrap_or("");
     let mut cut = MAX_NAME_BYTES - ext.len();
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{ext}", &name[..cut])
+    // The cut may end on a dot, and the extension starts with one: no `..` may form.
+    let head = name[..cut].trim_end_matches('.');
+    format!("{head}{ext}")
 }
 
 #[cfg(test)]
@@ -101,6 +99,14 @@ mod tests {
         let name = name_of(&key);
         assert!(name.len() <= MAX_NAME_BYTES);
         assert!(name.ends_with(".mp4"));
+    }
+
+    #[test]
+    fn a_cut_ending_on_a_dot_does_not_form_a_double_dot() {
+        let name = format!("{}.{}.mp4", "a".repeat(250), "x".repeat(10));
+        let key = ObjectKey::new(&UploadId::new(), &name);
+        assert!(!name_of(&key).contains(".."), "{}", name_of(&key));
+        assert!(name_of(&key).ends_with("a.mp4"));
     }
 
     proptest! {

@@ -55,11 +55,7 @@ async fn read_form(
             if file.is_some() {
                 return Err(invalid("the form has more than one `file` field"));
             }
-            let filename = field
-                .content_disposition()
-                .and_then(|cd| cd.get_filename())
-                .unwrap_or("file")
-                .to_owned();
+            let filename = field.content_disposition().and_then(|cd| cd.get_filename()).unwrap_or("file").to_owned();
             let content_type = field.content_type().map(|m| m.to_string());
             let body = (&mut field)
                 .map(|piece| piece.map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())))

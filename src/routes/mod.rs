@@ -29,9 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("").route(web::post().to(uploads::create)))
             .service(resource("/form").route(web::post().to(form::upload)))
             .service(
-                resource("/{upload_id}")
-                    .route(web::get().to(uploads::status))
-                    .route(web::delete().to(uploads::cancel)),
+                resource("/{upload_id}").route(web::get().to(uploads::status)).route(web::delete().to(uploads::cancel)),
             )
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
             .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
@@ -52,8 +50,5 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path())))
 }

@@ -2,11 +2,14 @@
 //! unchanged, through `session_store_contract!`. Each case uses fresh upload ids, so one
 //! store may serve them all.
 
+// Test support: a failed expectation is the case failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use chrono::Duration;
 
 use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
 use crate::domain::{
-    ChunkIndex, ChunkPlan, ChunkPolicy, Md5Digest, ObjectKey, PartReceipt, SystemClock, Clock, Timestamp, UploadId,
+    ChunkIndex, ChunkPlan, ChunkPolicy, Clock, Md5Digest, ObjectKey, PartReceipt, SystemClock, Timestamp, UploadId,
     UploadRecord, UploadState,
 };
 
@@ -143,8 +146,7 @@ pub async fn filling_the_last_gap_claims_exactly_once(store: &dyn SessionStore) 
 /// Many concurrent first sends of the remaining chunks still yield one claim.
 pub async fn concurrent_chunks_yield_one_claim(store: &dyn SessionStore) {
     let (r, now) = created(store).await;
-    let outcomes =
-        futures_util::future::join_all((0..r.plan.total_chunks()).map(|i| record(store, &r, i, now))).await;
+    let outcomes = futures_util::future::join_all((0..r.plan.total_chunks()).map(|i| record(store, &r, i, now))).await;
     let claims = outcomes.iter().filter(|o| claim_of(o).is_some()).count();
     assert_eq!(claims, 1, "{outcomes:?}");
     let stored = store.get(&r.id).await.expect("get").expect("record");
@@ -187,7 +189,10 @@ pub async fn finishing_moves_the_state_machine(store: &dyn SessionStore) {
     let stored = store.get(&r.id).await.expect("get").expect("record");
     assert_eq!(stored.expires_at, later + ttl());
     assert!(matches!(record(store, &r, 0, later).await, RecordOutcome::Refused(UploadState::Completed)));
-    assert_eq!(store.cancel(&r.id, later, ttl()).await.expect("cancel"), CancelOutcome::Refused(UploadState::Completed));
+    assert_eq!(
+        store.cancel(&r.id, later, ttl()).await.expect("cancel"),
+        CancelOutcome::Refused(UploadState::Completed)
+    );
 }
 
 /// A failure is recorded with its reason.

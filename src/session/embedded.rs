@@ -102,16 +102,12 @@ impl<'txn> Tables<'txn> {
     fn save(&mut self, record: &UploadRecord, old_expiry: Option<Timestamp>) -> Result<(), SessionError> {
         let id = record.id.to_string();
         if let Some(old) = old_expiry {
-            self.expiry
-                .remove((old.timestamp_millis(), id.as_str()))
-                .map_err(SessionError::unavailable)?;
+            self.expiry.remove((old.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
         }
         self.expiry
             .insert((record.expires_at.timestamp_millis(), id.as_str()), ())
             .map_err(SessionError::unavailable)?;
-        self.uploads
-            .insert(id.as_str(), encode(record)?.as_slice())
-            .map_err(SessionError::unavailable)?;
+        self.uploads.insert(id.as_str(), encode(record)?.as_slice()).map_err(SessionError::unavailable)?;
         Ok(())
     }
 
@@ -132,9 +128,7 @@ impl<'txn> Tables<'txn> {
     fn remove(&mut self, record: &UploadRecord) -> Result<(), SessionError> {
         let id = record.id.to_string();
         self.drop_parts(&id)?;
-        self.expiry
-            .remove((record.expires_at.timestamp_millis(), id.as_str()))
-            .map_err(SessionError::unavailable)?;
+        self.expiry.remove((record.expires_at.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
         self.uploads.remove(id.as_str()).map_err(SessionError::unavailable)?;
         Ok(())
     }
@@ -172,9 +166,7 @@ impl SessionStore for EmbeddedSessionStore {
         run_blocking(move || {
             let txn = db.begin_read().map_err(SessionError::unavailable)?;
             let parts = txn.open_table(PARTS).map_err(SessionError::unavailable)?;
-            let range = parts
-                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))
-                .map_err(SessionError::unavailable)?;
+            let range = parts.range((id.as_str(), 0)..=(id.as_str(), u32::MAX)).map_err(SessionError::unavailable)?;
             range
                 .map(|entry| {
                     let (key, value) = entry.map_err(SessionError::unavailable)?;
@@ -321,7 +313,7 @@ impl SessionStore for EmbeddedSessionStore {
             record.expires_at = now + ttl;
             t.drop_parts(&id)?;
             t.save(&record, Some(before.expires_at))?;
-            Ok(CancelOutcome::Canceled(before))
+            Ok(CancelOutcome::Canceled(Box::new(before)))
         })
         .await
     }
@@ -331,9 +323,8 @@ impl SessionStore for EmbeddedSessionStore {
         run_blocking(move || {
             let txn = db.begin_read().map_err(SessionError::unavailable)?;
             let expiry = txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
-            let due = expiry
-                .range(..(now.timestamp_millis().saturating_add(1), ""))
-                .map_err(SessionError::unavailable)?;
+            let due =
+                expiry.range(..(now.timestamp_millis().saturating_add(1), "")).map_err(SessionError::unavailable)?;
             let mut ids = Vec::new();
             for entry in due.take(limit) {
                 let (key, _) = entry.map_err(SessionError::unavailable)?;

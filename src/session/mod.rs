@@ -61,7 +61,7 @@ pub enum RecordOutcome {
 pub enum CancelOutcome {
     /// The upload is now `canceled` (remembered until its new expiry); the record as it
     /// was before, so the caller can clean its storage.
-    Canceled(UploadRecord),
+    Canceled(Box<UploadRecord>),
     /// The upload cannot be canceled in this state (`completed`, `canceled`, or
     /// `completing` under a live claim).
     Refused(UploadState),

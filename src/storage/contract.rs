@@ -2,6 +2,9 @@
 //! unchanged, through `object_store_contract!`. Parts are 5 MiB (the S3 minimum) so the
 //! cases hold for real S3-protocol servers too.
 
+// Test support: a failed expectation is the case failing.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::io;
 
 use async_trait::async_trait;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <root>/<upload id>/<name>               finished objects (the upload's key)
-//! <root>/.ferry/staging/<upload id>/<i>   stored chunks of unfinished uploads
+//! <root>/.ferry/staging/<upload id>/     stored chunks of unfinished uploads, a file per send
 //! <root>/.ferry/tmp/                      files being written; swept at start-up
 //! ```
 //!
@@ -58,16 +58,13 @@ impl FsObjectStore {
         self.root.join(".ferry").join("tmp")
     }
 
-    fn part_path(&self, id: &UploadId, index: ChunkIndex) -> PathBuf {
-        self.staging_dir(id).join(format!("{index}.part"))
-    }
-
-    /// Whether an earlier `complete` of this upload finished: its chunks are gone and the
-    /// object is in place with the expected size (so completing again is a no-op).
-    async fn already_complete(&self, upload: &StagedUpload, path: &Path, size: u64) -> bool {
-        let staged = tokio::fs::try_exists(self.staging_dir(&upload.id)).await.unwrap_or(true);
-        let object = tokio::fs::metadata(path).await.map(|m| m.len() == size).unwrap_or(false);
-        !staged && object
+    /// Where a stored part lives; its tag names the file, so that every send of a chunk
+    /// has a file of its own and assembly reads exactly the sends that were recorded.
+    fn part_path(&self, id: &UploadId, etag: &str) -> Result<PathBuf, StorageError> {
+        if etag.is_empty() || !etag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(StorageError::Refused(format!("{etag:?} is not a part tag of this store")));
+        }
+        Ok(self.staging_dir(id).join(format!("{etag}.part")))
     }
 
     /// Streams `body` into a new temporary file, hashing it, and refusing it past `max`.
@@ -118,11 +115,10 @@ impl ObjectStore for FsObjectStore {
         if let Some(expected) = expected_md5.filter(|e| *e != md5) {
             return Err(StorageError::ChecksumMismatch { expected, actual: md5 });
         }
-        tokio::fs::create_dir_all(self.staging_dir(&upload.id))
-            .await
-            .map_err(StorageError::unavailable)?;
-        temp.persist(&self.part_path(&upload.id, index)).await?;
-        Ok(PartReceipt { md5, etag: md5.hex(), size: len })
+        let etag = format!("{index}-{}", uuid::Uuid::new_v4().simple());
+        tokio::fs::create_dir_all(self.staging_dir(&upload.id)).await.map_err(StorageError::unavailable)?;
+        temp.persist(&self.part_path(&upload.id, &etag)?).await?;
+        Ok(PartReceipt { md5, etag, size: len })
     }
 
     #[tracing::instrument(name = "fs.complete", skip_all, fields(upload_id = %upload.id, parts = parts.len()))]
@@ -134,19 +130,24 @@ impl ObjectStore for FsObjectStore {
     ) -> Result<StoredObject, StorageError> {
         let etag = multipart_etag(parts.iter().map(|(_, p)| &p.md5));
         let path = self.object_path(&upload.key);
-        if self.already_complete(upload, &path, size).await {
-            return Ok(StoredObject { etag, size });
-        }
-        let sources: Vec<PathBuf> = parts.iter().map(|(i, _)| self.part_path(&upload.id, *i)).collect();
+        let sources = parts.iter().map(|(_, p)| self.part_path(&upload.id, &p.etag)).collect::<Result<Vec<_>, _>>()?;
         let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
         let target = temp.path.clone();
-        let written = tokio::task::spawn_blocking(move || concatenate(&sources, &target))
+        let joined = tokio::task::spawn_blocking(move || concatenate(&sources, &target))
             .await
-            .map_err(StorageError::unavailable)?
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StorageError::Refused("a stored chunk is missing".into()),
-                _ => StorageError::unavailable(e),
-            })?;
+            .map_err(StorageError::unavailable)?;
+        let written = match joined {
+            Ok(written) => written,
+            // An earlier call finished the job (its answer was lost): the parts are gone
+            // and the object is in place.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && is_file_of_size(&path, size).await => {
+                return Ok(StoredObject { etag, size });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::Refused("a stored chunk is missing".into()));
+            }
+            Err(e) => return Err(StorageError::unavailable(e)),
+        };
         if written != size {
             return Err(StorageError::Refused(format!("the assembled object has {written} bytes, not {size}")));
         }
@@ -167,7 +168,12 @@ impl ObjectStore for FsObjectStore {
     }
 
     #[tracing::instrument(name = "fs.put_object", skip_all, fields(key = %key))]
-    async fn put_object(&self, key: &ObjectKey, body: ByteStream<'_>, max_len: u64) -> Result<StoredObject, StorageError> {
+    async fn put_object(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream<'_>,
+        max_len: u64,
+    ) -> Result<StoredObject, StorageError> {
         let (temp, hasher) = self.write_temp(body, max_len).await?;
         let size = hasher.len();
         let path = self.object_path(key);
@@ -195,11 +201,16 @@ impl ObjectStore for FsObjectStore {
         for dir in [self.root.as_path(), &self.staging_root(), &self.tmp_dir()] {
             let meta = tokio::fs::metadata(dir).await.map_err(StorageError::unavailable)?;
             if !meta.is_dir() {
-                return Err(StorageError::Refused(format!("{} is not a folder", dir.display())));
+                let err = io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a folder", dir.display()));
+                return Err(StorageError::unavailable(err));
             }
         }
         Ok(())
     }
+}
+
+async fn is_file_of_size(path: &Path, size: u64) -> bool {
+    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file() && m.len() == size)
 }
 
 /// Appends every source file to `target` (the kernel copies: no bytes pass through

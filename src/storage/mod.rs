@@ -86,11 +86,7 @@ pub struct StagedUpload {
 
 impl From<&UploadRecord> for StagedUpload {
     fn from(record: &UploadRecord) -> Self {
-        Self {
-            id: record.id,
-            key: record.key.clone(),
-            storage_upload_id: record.storage_upload_id.clone(),
-        }
+        Self { id: record.id, key: record.key.clone(), storage_upload_id: record.storage_upload_id.clone() }
     }
 }
 
@@ -110,8 +106,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn create_multipart(&self, id: &UploadId, key: &ObjectKey) -> Result<Option<String>, StorageError>;
 
     /// Streams exactly `len` bytes of `body` into part `index`, hashing on the way. The
-    /// part is kept only if the length and (when given) the MD5 match; a re-sent part
-    /// replaces the earlier one whole, and concurrent sends never tear it.
+    /// part is kept only if the length and (when given) the MD5 match. Sends of one part
+    /// never tear each other: `complete` assembles exactly the sends whose receipts it is
+    /// given.
     async fn put_part(
         &self,
         upload: &StagedUpload,
@@ -134,7 +131,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError>;
 
     /// Streams a body of unknown length (at most `max_len` bytes) into a whole object.
-    async fn put_object(&self, key: &ObjectKey, body: ByteStream<'_>, max_len: u64) -> Result<StoredObject, StorageError>;
+    async fn put_object(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream<'_>,
+        max_len: u64,
+    ) -> Result<StoredObject, StorageError>;
 
     /// Deletes a finished object. Idempotent.
     async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError>;

@@ -73,10 +73,7 @@ impl UploadService {
         self.metrics.bytes_received.inc_by(len);
 
         let now = self.clock.now();
-        let outcome = self
-            .sessions
-            .record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease)
-            .await?;
+        let outcome = self.sessions.record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease).await?;
         match outcome {
             RecordOutcome::Recorded { received_chunks, bytes_received, claim } => {
                 let state = match claim {

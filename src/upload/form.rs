@@ -42,7 +42,8 @@ impl UploadService {
         }
         let plan = ChunkPlan::new(file.object.size, None, &self.policy.chunks)?;
         let now = self.clock.now();
-        let mut record = self.new_record(file.id, file.key.clone(), &file.filename, file.content_type.clone(), metadata, plan, now);
+        let mut record =
+            self.new_record(file.id, file.key.clone(), &file.filename, file.content_type.clone(), metadata, plan, now);
         record.state = UploadState::Completed;
         record.received_chunks = plan.total_chunks();
         record.bytes_received = plan.size();

@@ -133,11 +133,7 @@ impl UploadService {
     #[tracing::instrument(name = "Resume an upload", skip_all, fields(upload_id = %id))]
     pub async fn resume(&self, id: &UploadId) -> Result<UploadStatus, UploadError> {
         self.live(id).await?;
-        let record = self
-            .sessions
-            .touch(id, self.clock.now(), self.policy.ttl)
-            .await?
-            .ok_or(UploadError::NotFound)?;
+        let record = self.sessions.touch(id, self.clock.now(), self.policy.ttl).await?.ok_or(UploadError::NotFound)?;
         self.report(record).await
     }
 
@@ -252,9 +248,7 @@ impl UploadService {
             return Err(UploadError::InvalidRequest("filename must not be empty".into()));
         }
         if filename.len() > MAX_FILENAME_BYTES {
-            return Err(UploadError::InvalidRequest(format!(
-                "filename must be at most {MAX_FILENAME_BYTES} bytes"
-            )));
+            return Err(UploadError::InvalidRequest(format!("filename must be at most {MAX_FILENAME_BYTES} bytes")));
         }
         let allowed = &self.policy.allowed_content_types;
         if allowed.is_empty() {
@@ -262,7 +256,7 @@ impl UploadService {
         }
         let essence = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
         match essence {
-            Some(e) if allowed.iter().any(|a| a.eq_ignore_ascii_case(&e)) => Ok(()),
+            Some(e) if allowed.iter().any(|a| a.trim().eq_ignore_ascii_case(&e)) => Ok(()),
             _ => Err(UploadError::UnsupportedContentType(content_type.unwrap_or("none").to_owned())),
         }
     }
@@ -277,4 +271,3 @@ fn check_metadata(metadata: &Metadata) -> Result<(), UploadError> {
     }
     Ok(())
 }
-

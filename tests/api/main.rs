@@ -1,0 +1,14 @@
+//! The integration suite: the real application on port 0, driven over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod access;
+mod chunks;
+mod create;
+mod expiry;
+mod form;
+mod lifecycle;
+mod operations;
+mod property;
+mod restart;

@@ -1,0 +1,63 @@
+//! Health, readiness, metrics, request ids and unknown routes.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app();
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_storage_folder_is_gone() {
+    let app = spawn_app();
+    std::fs::remove_dir_all(app.dir.join("objects")).unwrap();
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let body = assert_problem(ready, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable").await;
+    let text = body.to_string();
+    assert!(!text.contains(app.dir.to_str().unwrap()), "a 5xx body says nothing internal: {text}");
+}
+
+#[tokio::test]
+async fn metrics_count_uploads_bytes_and_request_durations() {
+    let app = spawn_app();
+    let up = app.create(5, None).await;
+    app.put_chunk(&up, 0, b"12345").await;
+    let metrics = app.metrics().await;
+    for line in [
+        "ferry_uploads_created_total 1",
+        "ferry_uploads_completed_total 1",
+        "ferry_chunks_received_total 1",
+        "ferry_bytes_received_total 5",
+        "ferry_uploads_canceled_total 0",
+        "ferry_uploads_expired_total 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains(
+        "ferry_http_request_duration_seconds_count{method=\"PUT\",route=\"/v1/uploads/{upload_id}/chunks/{index}\",status=\"200\"} 1"
+    ), "{metrics}");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made_up() {
+    let app = spawn_app();
+    let echoed = app.client.get(app.url("/healthz")).header("X-Request-Id", "trace-me-42").send().await.unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    let made = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(made.headers()["x-request-id"].len(), 36);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_problems() {
+    let app = spawn_app();
+    let response = app.client.get(app.url("/v2/nothing")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
+    let response = app.client.patch(app.url("/v1/uploads")).send().await.unwrap();
+    assert_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
+}
