@@ -36,13 +36,16 @@ pub struct ServerSettings {
     pub listen: String,
     /// Worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// On SIGTERM or SIGINT, how long requests in flight may take to finish, in seconds.
+    /// On SIGTERM or SIGINT, how long to keep serving with `/readyz` failing before the
+    /// listener closes, in seconds, so load balancers stop routing here first.
+    pub drain_delay_secs: u64,
+    /// After that, how long requests in flight may take to finish, in seconds.
     pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), workers: 0, shutdown_timeout_secs: 30 }
+        Self { listen: "127.0.0.1:8080".into(), workers: 0, drain_delay_secs: 0, shutdown_timeout_secs: 30 }
     }
 }
 

@@ -126,8 +126,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.code.status();
-        if status.is_server_error() {
+        if self.source.is_some() {
             tracing::error!(code = self.code.as_str(), cause = ?self, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(code = self.code.as_str(), detail = %self.detail, "request failed");
         } else {
             tracing::info!(code = self.code.as_str(), detail = %self.detail, "request refused");
         }

@@ -40,6 +40,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     sweep_interval: Duration,
+    drain_delay: Duration,
 }
 
 impl Application {
@@ -93,7 +94,13 @@ impl Application {
             sessions = ?settings.sessions.backend,
             "ferry is listening"
         );
-        Ok(Self { port, server, state, sweep_interval: Duration::from_secs(u.sweep_interval_secs) })
+        Ok(Self {
+            port,
+            server,
+            state,
+            sweep_interval: Duration::from_secs(u.sweep_interval_secs),
+            drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
+        })
     }
 
     /// The port the server is bound to.
@@ -107,17 +114,24 @@ impl Application {
     }
 
     /// Serves until stopped by the handle or by SIGTERM / SIGINT, sweeping expired uploads
-    /// meanwhile. On a signal, readiness turns 503 at once, requests in flight get up to
-    /// `server.shutdown_timeout_secs` to finish, then this returns.
+    /// meanwhile. On a signal, readiness turns 503 at once while ferry keeps serving for
+    /// `server.drain_delay_secs`; then the listener closes, requests in flight get up to
+    /// `server.shutdown_timeout_secs` to finish, and this returns. A second signal stops
+    /// at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let draining = Arc::clone(&self.state.draining);
+        let drain_delay = self.drain_delay;
         let on_signal = actix_web::rt::spawn(async move {
             shutdown_signal().await;
             draining.store(true, Ordering::SeqCst);
-            tracing::info!("shutdown signal received: draining");
+            tracing::info!(delay_secs = drain_delay.as_secs(), "shutdown signal received: draining");
+            let drain = async {
+                tokio::time::sleep(drain_delay).await;
+                handle.stop(true).await;
+            };
             tokio::select! {
-                () = handle.stop(true) => {}
+                () = drain => {}
                 () = shutdown_signal() => {
                     tracing::warn!("second shutdown signal: stopping without waiting");
                     handle.stop(false).await;

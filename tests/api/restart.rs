@@ -141,13 +141,13 @@ async fn kill_9_mid_upload_loses_nothing() {
 }
 
 #[tokio::test]
-async fn sigterm_drains_a_chunk_in_flight_then_exits() {
+async fn sigterm_fails_readiness_drains_a_chunk_in_flight_then_exits() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let client = reqwest::Client::new();
-    let mut process = Process::start(dir.path(), port).await;
+    let mut process = Process::start_with(dir.path(), port, &[("FERRY__SERVER__DRAIN_DELAY_SECS", "2")]).await;
     let created: Value = client
         .post(format!("{}/v1/uploads", process.address))
         .json(&json!({"filename": "a.bin", "size": CHUNK}))
@@ -172,7 +172,13 @@ async fn sigterm_drains_a_chunk_in_flight_then_exits() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     process.signal("TERM");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fresh = reqwest::Client::new();
+    eventually("readiness fails while draining", || async {
+        let ready = fresh.get(format!("{}/readyz", process.address)).send().await.unwrap();
+        ready.status() == StatusCode::SERVICE_UNAVAILABLE && ready.text().await.unwrap().contains("shutting-down")
+    })
+    .await;
+    assert_eq!(fresh.get(format!("{}/healthz", process.address)).send().await.unwrap().status(), StatusCode::OK);
     stream.write_all(&data[100..]).await.unwrap();
     let mut answer = vec![0u8; 4096];
     let read = stream.read(&mut answer).await.unwrap();
