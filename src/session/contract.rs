@@ -195,6 +195,22 @@ pub async fn finishing_moves_the_state_machine(store: &dyn SessionStore) {
     );
 }
 
+/// Reopening forgets the named chunks and takes chunks again.
+pub async fn reopening_asks_for_chunks_again(store: &dyn SessionStore) {
+    let (r, now) = created(store).await;
+    let last = all_but_last(store, &r, now).await;
+    let fence = claim_of(&record(store, &r, last, now).await).expect("claimed");
+    let reopen = Finish::Reopen { chunks: vec![ChunkIndex(1), ChunkIndex(last)] };
+    assert!(store.finish(&r.id, fence, &reopen, now, ttl()).await.expect("finish"));
+    let stored = store.get(&r.id).await.expect("get").expect("record");
+    assert_eq!(stored.state, UploadState::Uploading);
+    assert_eq!((stored.received_chunks, stored.bytes_received), (3, 30));
+    let indices: Vec<u32> = store.parts(&r.id).await.expect("parts").iter().map(|(i, _)| i.0).collect();
+    assert_eq!(indices, vec![0, 2, 3]);
+    assert_eq!(claim_of(&record(store, &r, 1, now).await), None);
+    assert!(claim_of(&record(store, &r, last, now).await).is_some(), "the last gap claims again");
+}
+
 /// A failure is recorded with its reason.
 pub async fn a_failed_upload_keeps_its_reason(store: &dyn SessionStore) {
     let (r, now) = created(store).await;
@@ -301,6 +317,7 @@ macro_rules! session_store_contract {
             a_lapsed_claim_passes_to_the_next_caller,
             finishing_moves_the_state_machine,
             a_failed_upload_keeps_its_reason,
+            reopening_asks_for_chunks_again,
             cancel_leaves_a_tombstone,
             cancel_never_interleaves_with_completion,
             touch_extends_a_live_upload,

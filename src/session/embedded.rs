@@ -267,10 +267,24 @@ impl SessionStore for EmbeddedSessionStore {
                     record.error = Some(error);
                 }
                 Finish::Release => {}
+                Finish::Reopen { chunks } => {
+                    record.state = UploadState::Uploading;
+                    for index in chunks {
+                        let forgotten = t.parts.remove((id.as_str(), index.0)).map_err(SessionError::unavailable)?;
+                        if let Some(receipt) = forgotten.map(|r| decode_receipt(r.value())).transpose()? {
+                            record.received_chunks -= 1;
+                            record.bytes_received -= receipt.size;
+                        }
+                    }
+                }
             }
-            if record.state != UploadState::Completing {
-                record.expires_at = now + ttl;
-                t.drop_parts(&id)?;
+            match record.state {
+                UploadState::Completed | UploadState::Failed => {
+                    record.expires_at = now + ttl;
+                    t.drop_parts(&id)?;
+                }
+                UploadState::Uploading => record.expires_at = now + ttl,
+                _ => {}
             }
             t.save(&record, Some(old_expiry))?;
             Ok(true)

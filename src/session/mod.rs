@@ -84,6 +84,12 @@ pub enum Finish {
     },
     /// Assembly failed for a passing reason: stay `completing`, let the next caller retry.
     Release,
+    /// Some stored chunks turned out bad: forget their receipts and go back to
+    /// `uploading`, so the client sends them again.
+    Reopen {
+        /// The chunks to send again.
+        chunks: Vec<ChunkIndex>,
+    },
 }
 
 /// The contract every session backend meets; `contract::run_all` checks it.
@@ -120,7 +126,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Ends the claim with `fence`; `false` (and no change) if that claim is no longer
     /// current. Completing or failing drops the chunk receipts and moves expiry to
-    /// `now + ttl`.
+    /// `now + ttl`; reopening forgets the named receipts and moves expiry likewise.
     async fn finish(
         &self,
         id: &UploadId,

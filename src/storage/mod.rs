@@ -53,6 +53,11 @@ pub enum StorageError {
     /// The storage failed for a passing reason; retrying may succeed.
     #[error("the object storage is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Some stored parts no longer hold the bytes of their receipts (a concurrent corrupt
+    /// send overwrote them in a store that does not check `Content-MD5`); nothing was
+    /// assembled, and these chunks must be sent again.
+    #[error("stored parts {0:?} differ from their receipts")]
+    PartsChanged(Vec<ChunkIndex>),
     /// The storage refused for good (missing part, size mismatch, access denied).
     #[error("the object storage refused the request: {0}")]
     Refused(String),
@@ -120,6 +125,9 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Joins `parts` (every index, in order) into the object at the upload's key, which
     /// appears at once and whole; checks it holds `size` bytes; drops the staged parts.
+    /// Never assembles bytes other than the receipts': where stored parts changed, it
+    /// answers `PartsChanged` and assembles nothing. Completing again after a success
+    /// returns the same object.
     async fn complete(
         &self,
         upload: &StagedUpload,

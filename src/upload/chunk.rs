@@ -120,6 +120,10 @@ impl UploadService {
         let parts = self.sessions.parts(&record.id).await?;
         let finish = match self.storage.complete(&staged, &parts, record.plan.size()).await {
             Ok(object) => Finish::Completed { etag: object.etag },
+            Err(StorageError::PartsChanged(chunks)) => {
+                tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed; asking for them again");
+                Finish::Reopen { chunks }
+            }
             Err(StorageError::Refused(reason)) => {
                 tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
                 self.discard(record, false).await;
@@ -149,6 +153,7 @@ impl UploadService {
                 UploadState::Failed
             }
             Finish::Release => UploadState::Completing,
+            Finish::Reopen { .. } => UploadState::Uploading,
         })
     }
 }
