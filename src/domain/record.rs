@@ -30,6 +30,13 @@ pub enum UploadState {
 }
 
 impl UploadState {
+    /// The state spelled as `as_str` gives it.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Uploading, Self::Completing, Self::Completed, Self::Failed, Self::Canceled]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+
     /// The state as the API spells it.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -30,6 +30,11 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<UploadRecord, SessionError> 
     decode(bytes)
 }
 
+/// Decodes the fixed fields of a record kept in Redis.
+pub(crate) fn decode_meta<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SessionError> {
+    decode(bytes)
+}
+
 /// Decodes a stored chunk receipt.
 pub(crate) fn decode_receipt(bytes: &[u8]) -> Result<PartReceipt, SessionError> {
     decode(bytes)

@@ -5,7 +5,7 @@
 // Test support: a failed expectation is the case failing.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use chrono::Duration;
+use chrono::{Duration, SubsecRound};
 
 use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
 use crate::domain::{
@@ -63,7 +63,8 @@ fn receipt(record: &UploadRecord, index: u32, tag: &str) -> PartReceipt {
 }
 
 async fn created(store: &dyn SessionStore) -> (UploadRecord, Timestamp) {
-    let now = SystemClock.now();
+    // Stores keep times to the millisecond.
+    let now = SystemClock.now().trunc_subsecs(3);
     let record = new_record(now);
     store.insert(&record).await.expect("insert");
     (record, now)

@@ -5,6 +5,7 @@
 
 mod codec;
 pub mod embedded;
+pub mod redis;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
@@ -14,6 +15,7 @@ use chrono::Duration;
 
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
+pub use self::redis::RedisSessionStore;
 pub use embedded::EmbeddedSessionStore;
 
 /// Why a session-store call failed.
@@ -95,7 +97,7 @@ pub enum Finish {
 /// The contract every session backend meets; `contract::run_all` checks it.
 ///
 /// Times come from the caller (the service's clock), never from the backend, so that
-/// every instance agrees and tests can move time.
+/// every instance agrees and tests can move time. Stores keep them to the millisecond.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new record; `AlreadyExists` if its id is taken.

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod support;
 
 mod access;
 mod chunks;
@@ -11,4 +12,5 @@ mod form;
 mod lifecycle;
 mod operations;
 mod property;
+mod redis;
 mod restart;

@@ -1,0 +1,101 @@
+//! How an upload record is laid out in a Redis hash: the fields that never change after
+//! creation as one versioned JSON value (`meta`), and the ones the scripts update as
+//! plain fields. Times are kept as Unix milliseconds.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+
+use super::super::codec::{decode_meta, encode};
+use super::super::SessionError;
+use crate::domain::{ChunkPlan, Claim, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState};
+
+/// The fields of a record fixed at creation.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Meta {
+    id: UploadId,
+    key: ObjectKey,
+    filename: String,
+    content_type: Option<String>,
+    metadata: Metadata,
+    plan: ChunkPlan,
+    storage_upload_id: Option<String>,
+    created_at: Timestamp,
+}
+
+pub(super) fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The hash fields of a new record, as field/value pairs.
+pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>, SessionError> {
+    let meta = Meta {
+        id: r.id,
+        key: r.key.clone(),
+        filename: r.filename.clone(),
+        content_type: r.content_type.clone(),
+        metadata: r.metadata.clone(),
+        plan: r.plan,
+        storage_upload_id: r.storage_upload_id.clone(),
+        created_at: r.created_at,
+    };
+    let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
+    let mut fields = vec![
+        ("meta", meta),
+        ("state", r.state.as_str().to_owned()),
+        ("total", r.plan.total_chunks().to_string()),
+        ("received", r.received_chunks.to_string()),
+        ("bytes", r.bytes_received.to_string()),
+        ("fence", r.fence.to_string()),
+        ("claim_fence", r.claim.map_or(0, |c| c.fence).to_string()),
+        ("claim_until", r.claim.map_or(0, |c| ms(c.until)).to_string()),
+        ("updated", ms(r.updated_at).to_string()),
+        ("expires", ms(r.expires_at).to_string()),
+    ];
+    if let Some(etag) = &r.etag {
+        fields.push(("etag", etag.clone()));
+    }
+    if let Some(error) = &r.error {
+        fields.push(("error", error.clone()));
+    }
+    Ok(fields)
+}
+
+/// Reads a record back from its hash fields.
+pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadRecord, SessionError> {
+    let corrupt = |what: &str| SessionError::Corrupt(format!("upload hash: bad or missing {what}"));
+    let text = |name: &str| fields.get(name).ok_or_else(|| corrupt(name));
+    let number = |name: &str| text(name)?.parse::<i64>().map_err(|_| corrupt(name));
+    let time = |name: &str| DateTime::from_timestamp_millis(number(name)?).ok_or_else(|| corrupt(name));
+    let count = |name: &str| u64::try_from(number(name)?).map_err(|_| corrupt(name));
+
+    let meta: Meta = decode_meta(text("meta")?.as_bytes())?;
+    let claim_fence = count("claim_fence")?;
+    let claim =
+        (claim_fence > 0).then(|| Ok::<_, SessionError>(Claim { fence: claim_fence, until: time("claim_until")? }));
+    Ok(UploadRecord {
+        id: meta.id,
+        key: meta.key,
+        filename: meta.filename,
+        content_type: meta.content_type,
+        metadata: meta.metadata,
+        plan: meta.plan,
+        state: UploadState::parse(text("state")?).ok_or_else(|| corrupt("state"))?,
+        storage_upload_id: meta.storage_upload_id,
+        received_chunks: u32::try_from(count("received")?).map_err(|_| corrupt("received"))?,
+        bytes_received: count("bytes")?,
+        fence: count("fence")?,
+        claim: claim.transpose()?,
+        etag: fields.get("etag").cloned(),
+        error: fields.get("error").cloned(),
+        created_at: meta.created_at,
+        updated_at: time("updated")?,
+        expires_at: time("expires")?,
+    })
+}
+
+/// Pairs a flat `[field, value, field, value, …]` reply into a map.
+pub(super) fn pairs(flat: &[String]) -> HashMap<String, String> {
+    flat.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect()
+}

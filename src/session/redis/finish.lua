@@ -1,0 +1,31 @@
+-- End a claim. KEYS: upload, parts. ARGV: fence, outcome (completed | failed | release |
+-- reopen), text (etag or error), now, ttl, margin, then the chunks to forget (reopen).
+-- Returns 1, or 0 when the fence is not current.
+local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence')
+if f[1] ~= 'completing' or tonumber(f[2]) ~= tonumber(ARGV[1]) then return 0 end
+local now = tonumber(ARGV[4])
+local expires = now + tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'claim_fence', 0, 'claim_until', 0, 'updated', now)
+local outcome = ARGV[2]
+if outcome == 'completed' then
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'etag', ARGV[3], 'expires', expires)
+  redis.call('DEL', KEYS[2])
+elseif outcome == 'failed' then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[3], 'expires', expires)
+  redis.call('DEL', KEYS[2])
+elseif outcome == 'reopen' then
+  redis.call('HSET', KEYS[1], 'state', 'uploading', 'expires', expires)
+  for i = 7, #ARGV do
+    local receipt = redis.call('HGET', KEYS[2], ARGV[i])
+    if receipt then
+      redis.call('HDEL', KEYS[2], ARGV[i])
+      redis.call('HINCRBY', KEYS[1], 'received', -1)
+      redis.call('HINCRBY', KEYS[1], 'bytes', -cjson.decode(receipt).size)
+    end
+  end
+end
+if outcome ~= 'release' then
+  redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[6]))
+  redis.call('PEXPIREAT', KEYS[2], expires + tonumber(ARGV[6]))
+end
+return 1

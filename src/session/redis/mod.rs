@@ -1,0 +1,327 @@
+//! The Redis session store, shared by every instance. Each state change is one Lua script
+//! over the upload's own keys, which share a hash tag (`<prefix>:v1:{<id>}:…`, ready for
+//! Redis Cluster). The expiry index, a sorted set, is updated in the same pipeline, so a
+//! chunk costs two round trips in all: read the record, then record the chunk.
+
+mod fields;
+
+use std::collections::HashMap;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::Duration;
+use deadpool_redis::{Config, Pool, Runtime, Timeouts};
+use redis::{FromRedisValue, Script};
+
+use self::fields::{from_fields, ms, pairs, to_fields};
+use super::codec::{decode_receipt, encode};
+use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
+use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+
+/// How long past its expiry Redis itself drops a record the sweepers never reached.
+const SAFETY_MARGIN_MS: i64 = 7 * 24 * 3600 * 1000;
+/// No Redis call may take longer than this; a hung server reads as unavailable.
+const CALL_TIMEOUT: StdDuration = StdDuration::from_secs(3);
+
+struct Scripts {
+    insert: Script,
+    record: Script,
+    claim: Script,
+    finish: Script,
+    touch: Script,
+    cancel: Script,
+    remove: Script,
+}
+
+/// A `SessionStore` in Redis.
+pub struct RedisSessionStore {
+    pool: Pool,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl RedisSessionStore {
+    /// A store on the Redis at `url`, every key under `prefix`. Connects lazily: a Redis
+    /// that is down now makes calls fail with `Unavailable` until it is back.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, SessionError> {
+        let mut config = Config::from_url(url);
+        let mut pool_config = deadpool_redis::PoolConfig::new(64);
+        pool_config.timeouts =
+            Timeouts { wait: Some(CALL_TIMEOUT), create: Some(CALL_TIMEOUT), recycle: Some(CALL_TIMEOUT) };
+        config.pool = Some(pool_config);
+        let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(SessionError::unavailable)?;
+        let scripts = Scripts {
+            insert: Script::new(include_str!("insert.lua")),
+            record: Script::new(include_str!("record.lua")),
+            claim: Script::new(include_str!("claim.lua")),
+            finish: Script::new(include_str!("finish.lua")),
+            touch: Script::new(include_str!("touch.lua")),
+            cancel: Script::new(include_str!("cancel.lua")),
+            remove: Script::new(include_str!("remove.lua")),
+        };
+        Ok(Self { pool, prefix: prefix.to_owned(), scripts })
+    }
+
+    fn upload_key(&self, id: &UploadId) -> String {
+        format!("{}:v1:{{{id}}}:upload", self.prefix)
+    }
+
+    fn parts_key(&self, id: &UploadId) -> String {
+        format!("{}:v1:{{{id}}}:parts", self.prefix)
+    }
+
+    fn expiry_key(&self) -> String {
+        format!("{}:v1:expiry", self.prefix)
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, SessionError> {
+        self.pool.get().await.map_err(SessionError::unavailable)
+    }
+
+    /// Sends `pipe` (with a bound on time) and decodes its replies.
+    async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(SessionError::unavailable),
+            Err(elapsed) => Err(SessionError::unavailable(elapsed)),
+        }
+    }
+
+    /// Runs `script` on the upload's keys, and moves the upload's entry in the expiry
+    /// index to `expires` in the same round trip when given. A Redis that lost its
+    /// script cache (a restart) costs one more trip to load it again.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        id: &UploadId,
+        args: &[String],
+        expires: Option<Timestamp>,
+    ) -> Result<T, SessionError> {
+        let mut invocation = script.key(self.upload_key(id));
+        invocation.key(self.parts_key(id));
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        if let Some(expires) = expires {
+            pipe.zadd(self.expiry_key(), id.to_string(), ms(expires)).ignore();
+        }
+        match self.query::<(T,)>(&pipe).await {
+            Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
+                let mut conn = self.connection().await?;
+                let load = invocation.load_async(&mut conn);
+                tokio::time::timeout(CALL_TIMEOUT, load)
+                    .await
+                    .map_err(SessionError::unavailable)?
+                    .map_err(SessionError::unavailable)?;
+                Ok(self.query::<(T,)>(&pipe).await?.0)
+            }
+            other => Ok(other?.0),
+        }
+    }
+}
+
+fn is_noscript(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    err.downcast_ref::<redis::RedisError>()
+        .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+}
+
+fn millis(d: Duration) -> String {
+    d.num_milliseconds().to_string()
+}
+
+fn margin() -> String {
+    SAFETY_MARGIN_MS.to_string()
+}
+
+/// Splits a tagged script reply: its tag and the rest.
+fn tagged(reply: &[String]) -> (&str, &[String]) {
+    match reply.split_first() {
+        Some((tag, rest)) => (tag.as_str(), rest),
+        None => ("", &[]),
+    }
+}
+
+fn state_of(rest: &[String]) -> Result<UploadState, SessionError> {
+    rest.first()
+        .and_then(|s| UploadState::parse(s))
+        .ok_or_else(|| SessionError::Corrupt("a script answered an unknown state".into()))
+}
+
+fn number<T: std::str::FromStr>(value: Option<&String>) -> Result<T, SessionError> {
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| SessionError::Corrupt("a script answered a bad number".into()))
+}
+
+fn time(millis: i64) -> Result<Timestamp, SessionError> {
+    chrono::DateTime::from_timestamp_millis(millis).ok_or_else(|| SessionError::Corrupt("bad time".into()))
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    #[tracing::instrument(name = "redis.insert", skip_all, fields(upload_id = %record.id))]
+    async fn insert(&self, record: &UploadRecord) -> Result<(), SessionError> {
+        let mut args = vec![(ms(record.expires_at) + SAFETY_MARGIN_MS).to_string()];
+        for (field, value) in to_fields(record)? {
+            args.push(field.to_owned());
+            args.push(value);
+        }
+        let created: i64 = self.run(&self.scripts.insert, &record.id, &args, Some(record.expires_at)).await?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(SessionError::AlreadyExists)
+        }
+    }
+
+    async fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.upload_key(id));
+        let (fields,): (HashMap<String, String>,) = self.query(&pipe).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        from_fields(&fields).map(Some)
+    }
+
+    async fn parts(&self, id: &UploadId) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.parts_key(id));
+        let (fields,): (HashMap<u32, String>,) = self.query(&pipe).await?;
+        let mut parts = fields
+            .into_iter()
+            .map(|(index, receipt)| Ok((ChunkIndex(index), decode_receipt(receipt.as_bytes())?)))
+            .collect::<Result<Vec<_>, SessionError>>()?;
+        parts.sort_by_key(|(index, _)| *index);
+        Ok(parts)
+    }
+
+    #[tracing::instrument(name = "redis.record_part", skip_all, fields(upload_id = %id, chunk = %index))]
+    async fn record_part(
+        &self,
+        id: &UploadId,
+        index: ChunkIndex,
+        receipt: &PartReceipt,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<RecordOutcome, SessionError> {
+        let receipt_json = String::from_utf8(encode(receipt)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
+        let args = [
+            index.0.to_string(),
+            receipt_json,
+            receipt.size.to_string(),
+            ms(now).to_string(),
+            millis(ttl),
+            millis(lease),
+            margin(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(now + ttl)).await?;
+        match tagged(&reply) {
+            ("ok", rest) => {
+                let fence: u64 = number(rest.get(2))?;
+                let claim = match fence {
+                    0 => None,
+                    fence => Some(Claim { fence, until: time(number(rest.get(3))?)? }),
+                };
+                Ok(RecordOutcome::Recorded {
+                    received_chunks: number(rest.first())?,
+                    bytes_received: number(rest.get(1))?,
+                    claim,
+                })
+            }
+            ("refused", rest) => Ok(RecordOutcome::Refused(state_of(rest)?)),
+            _ => Ok(RecordOutcome::NotFound),
+        }
+    }
+
+    #[tracing::instrument(name = "redis.claim", skip_all, fields(upload_id = %id))]
+    async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError> {
+        let args = [ms(now).to_string(), millis(lease)];
+        let reply: Vec<i64> = self.run(&self.scripts.claim, id, &args, None).await?;
+        match reply.as_slice() {
+            [fence, until] => Ok(Some(Claim { fence: u64::try_from(*fence).unwrap_or(0), until: time(*until)? })),
+            _ => Ok(None),
+        }
+    }
+
+    #[tracing::instrument(name = "redis.finish", skip_all, fields(upload_id = %id, fence))]
+    async fn finish(
+        &self,
+        id: &UploadId,
+        fence: u64,
+        outcome: &Finish,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        let (kind, text, chunks): (&str, &str, &[ChunkIndex]) = match outcome {
+            Finish::Completed { etag } => ("completed", etag, &[]),
+            Finish::Failed { error } => ("failed", error, &[]),
+            Finish::Release => ("release", "", &[]),
+            Finish::Reopen { chunks } => ("reopen", "", chunks),
+        };
+        let mut args = vec![fence.to_string(), kind.into(), text.into(), ms(now).to_string(), millis(ttl), margin()];
+        args.extend(chunks.iter().map(|c| c.0.to_string()));
+        let moves_expiry = !matches!(outcome, Finish::Release);
+        let done: i64 = self.run(&self.scripts.finish, id, &args, moves_expiry.then(|| now + ttl)).await?;
+        Ok(done == 1)
+    }
+
+    async fn touch(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<Option<UploadRecord>, SessionError> {
+        let args = [ms(now).to_string(), millis(ttl), margin()];
+        let reply: Vec<String> = self.run(&self.scripts.touch, id, &args, Some(now + ttl)).await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        from_fields(&pairs(&reply)).map(Some)
+    }
+
+    #[tracing::instrument(name = "redis.cancel", skip_all, fields(upload_id = %id))]
+    async fn cancel(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<CancelOutcome, SessionError> {
+        let args = [ms(now).to_string(), millis(ttl), margin()];
+        let reply: Vec<String> = self.run(&self.scripts.cancel, id, &args, Some(now + ttl)).await?;
+        match tagged(&reply) {
+            ("canceled", before) => Ok(CancelOutcome::Canceled(Box::new(from_fields(&pairs(before))?))),
+            ("refused", rest) => Ok(CancelOutcome::Refused(state_of(rest)?)),
+            _ => Ok(CancelOutcome::NotFound),
+        }
+    }
+
+    async fn expired(&self, now: Timestamp, limit: usize) -> Result<Vec<UploadId>, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(self.expiry_key())
+            .arg("-inf")
+            .arg(ms(now))
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let (ids,): (Vec<String>,) = self.query(&pipe).await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    #[tracing::instrument(name = "redis.remove_expired", skip_all, fields(upload_id = %id))]
+    async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
+        let reply: Vec<String> = self.run(&self.scripts.remove, id, &[ms(now).to_string()], None).await?;
+        let (tag, before) = tagged(&reply);
+        if tag == "kept" {
+            return Ok(None);
+        }
+        // Gone, or never there (an index entry left by a refused call): drop the entry.
+        let mut pipe = redis::pipe();
+        pipe.zrem(self.expiry_key(), id.to_string()).ignore();
+        self.query::<()>(&pipe).await?;
+        match tag {
+            "removed" => from_fields(&pairs(before)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING");
+        let (_pong,): (String,) = self.query(&pipe).await?;
+        Ok(())
+    }
+}

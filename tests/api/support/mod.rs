@@ -1,0 +1,3 @@
+//! Real servers the tests start for themselves.
+
+pub mod redis;
