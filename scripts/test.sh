@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one: installs what the tests need
-# when it is missing, then runs every test. Usage: scripts/test.sh [extra cargo test args]
+# when it is missing (redis-server, the s3s-fs and moto S3 servers), then runs every
+# test. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! need cargo; then
     echo "scripts/test.sh: cargo is missing; install the Rust toolchain (https://rustup.rs) first" >&2
     exit 1
 fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.local/bin:$PATH"
 
-# Unit tests (domain rules, the shared SessionStore and ObjectStore contract suites on the
-# embedded and filesystem backends, property tests) and the integration suite (the real
-# application on port 0 over HTTP, and the real binary killed with -9 and SIGTERM).
+# A real Redis: the tests start their own redis-server processes on free ports.
+if ! need redis-server; then
+    echo "scripts/test.sh: installing redis-server" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+# Two real S3-protocol servers: s3s-fs (fast, on disk; 0.14.1 is the last release that
+# builds on rustc < 1.96) and moto (checks part ETags on completion).
+if ! need s3s-fs; then
+    echo "scripts/test.sh: installing s3s-fs 0.14.1 (a few minutes, once)" >&2
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+fi
+if ! python3 -c 'import moto.server, flask' 2>/dev/null; then
+    echo "scripts/test.sh: installing moto[server]" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+# Unit tests (domain rules, the shared SessionStore and ObjectStore contract suites on
+# every backend, property tests) and the integration suite (the real application on port
+# 0 over HTTP; Redis and S3 servers of its own; several instances at once; the real
+# binary killed with -9 and SIGTERM).
 cargo test --locked --all-targets "$@"

@@ -99,11 +99,23 @@ pub struct S3Settings {
     pub region: String,
     /// Prepended to every object key.
     pub prefix: String,
+    /// A static access key id, for stores without the AWS credential chain (MinIO, tests).
+    /// Unset: the standard chain (environment, profile, web identity, instance role).
+    pub access_key_id: Option<String>,
+    /// The secret of `access_key_id`.
+    pub secret_access_key: Option<String>,
 }
 
 impl Default for S3Settings {
     fn default() -> Self {
-        Self { bucket: None, endpoint: None, region: "us-east-1".into(), prefix: String::new() }
+        Self {
+            bucket: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key: None,
+        }
     }
 }
 
@@ -318,6 +330,10 @@ impl Settings {
         }
         if self.auth.secret.as_ref().is_some_and(|s| s.len() < 16) {
             return fail("auth.secret must be at least 16 characters".into());
+        }
+        let s3 = &self.storage.s3;
+        if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+            return fail("storage.s3.access_key_id and storage.s3.secret_access_key go together".into());
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_none() {
             return fail("storage.s3.bucket is required with storage.backend = \"s3\"".into());

@@ -16,7 +16,7 @@ use crate::auth::{load_or_create_secret, ApiKeys, TokenSigner};
 use crate::config::{SessionBackend, Settings, StorageBackend};
 use crate::domain::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::session::{EmbeddedSessionStore, SessionStore};
+use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
 use crate::storage::{FsObjectStore, ObjectStore};
 use crate::upload::{UploadPolicy, UploadService};
 
@@ -165,7 +165,13 @@ fn open_sessions(settings: &Settings) -> anyhow::Result<(Arc<dyn SessionStore>, 
             };
             Ok((Arc::new(store), secret))
         }
-        SessionBackend::Redis => anyhow::bail!("sessions.backend = \"redis\" is not available in this build"),
+        SessionBackend::Redis => {
+            let redis = &settings.sessions.redis;
+            let store = RedisSessionStore::new(&redis.url, &redis.key_prefix)
+                .context("Failed to set up the Redis session store (check sessions.redis.url)")?;
+            let secret = settings.auth.secret.as_ref().context("auth.secret is required with Redis")?;
+            Ok((Arc::new(store), secret.as_bytes().to_vec()))
+        }
     }
 }
 

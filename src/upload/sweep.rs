@@ -20,7 +20,11 @@ impl UploadService {
             let due = self.sessions.expired(now, BATCH).await?;
             let mut progressed = false;
             for id in &due {
-                let Some(record) = self.sessions.get(id).await? else { continue };
+                let Some(record) = self.sessions.get(id).await? else {
+                    // An index entry without a record: let the store drop it.
+                    self.sessions.remove_expired(id, now).await?;
+                    continue;
+                };
                 if !record.is_expired(now) || record.has_live_claim(now) {
                     continue;
                 }
