@@ -4,6 +4,7 @@
 //! whole chunks: memory per request is a few buffers, whatever the chunk size.
 
 pub mod fs;
+pub mod s3;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
@@ -17,6 +18,7 @@ use futures_util::stream::LocalBoxStream;
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId, UploadRecord};
 
 pub use fs::FsObjectStore;
+pub use s3::S3ObjectStore;
 
 /// A request body: bytes as they arrive from the client. Not `Send`, because the HTTP
 /// server's payload is not; a backend that needs `Send` bridges it through a channel.

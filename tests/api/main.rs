@@ -14,3 +14,4 @@ mod operations;
 mod property;
 mod redis;
 mod restart;
+mod s3;

@@ -1,3 +1,4 @@
 //! Real servers the tests start for themselves.
 
 pub mod redis;
+pub mod s3;

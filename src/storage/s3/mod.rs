@@ -1,0 +1,308 @@
+//! The S3 object store: an upload is an S3 multipart upload in a bucket of AWS S3 or any
+//! S3-compatible store; chunk `i` is part `i + 1`, streamed with its exact length.
+//!
+//! An object's key in the bucket is `<prefix>/<upload id>/<name>` (`storage.s3.prefix`
+//! with its slashes trimmed, then one `/`), or `<upload id>/<name>` when the prefix is
+//! empty. Calls without a streaming body (create, list, complete, abort, head) use the
+//! SDK's standard retries and bounded timeouts; a chunk's upload is a one-shot stream that
+//! ferry never retries: its failure answers `Unavailable` and the client sends it again.
+//!
+//! A chunk that fails its length or MD5 check never reaches the store whole (its last
+//! piece is held back until the checks pass), so a corrupt re-send cannot replace a good
+//! part even in a store that ignores `Content-MD5`. `complete` still compares the listed
+//! parts with the receipts (sizes, and ETags where the store lists them) before it
+//! assembles anything.
+//!
+//! Permissions needed on the bucket: `s3:PutObject` (which covers the multipart calls),
+//! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject),
+//! `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, and 404 rather than 403 for a
+//! missing object).
+
+mod assemble;
+mod body;
+mod connect;
+mod errors;
+
+use std::pin::pin;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::Builder as ConfigBuilder;
+use aws_sdk_s3::primitives::ByteStream as SdkStream;
+use aws_sdk_s3::types::CompletedPart;
+use aws_sdk_s3::Client;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+use futures_util::future::{self, Either};
+
+use self::assemble::Listing;
+use self::connect::{call_timeouts, CHECK_TIMEOUT};
+use super::{ByteStream, ObjectStore, StagedUpload, StorageError, StoredObject};
+use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
+
+/// Parts of bodies of unknown length (S3 needs 5 MiB but for the last part).
+const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// An `ObjectStore` in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3ObjectStore {
+    /// Calls without a streaming body: standard retries, bounded timeouts.
+    client: Client,
+    /// Chunk uploads: no retry, no read timeout, stall protection instead.
+    streams: Client,
+    bucket: String,
+    /// Empty, or the configured prefix ending in one `/`.
+    prefix: String,
+}
+
+impl S3ObjectStore {
+    /// Where `key` lives in the bucket.
+    fn object_key(&self, key: &ObjectKey) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn create(&self, key: &str) -> Result<String, StorageError> {
+        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await;
+        let upload_id = out.map_err(errors::storage)?.upload_id;
+        upload_id.ok_or_else(|| StorageError::Refused("the store gave no multipart upload id".into()))
+    }
+
+    /// Uploads a buffered part (retryable: the SDK may send it again).
+    async fn put_buffered_part(
+        &self,
+        key: &str,
+        multipart: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<CompletedPart, StorageError> {
+        let request = self.client.upload_part().bucket(&self.bucket).key(key).upload_id(multipart);
+        let request = request.part_number(number).content_length(data.len() as i64);
+        let out = request.content_md5(Md5Digest::of(&data).to_string()).body(SdkStream::from(data)).send().await;
+        let etag = out.map_err(errors::storage)?.e_tag;
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(etag).build())
+    }
+
+    /// Streams the rest of a body of unknown length as parts, `first` being part 1.
+    async fn put_in_parts(
+        &self,
+        key: &str,
+        multipart: &str,
+        first: Bytes,
+        parts: &mut body::Parts<'_>,
+    ) -> Result<StoredObject, StorageError> {
+        let mut done = Vec::new();
+        let mut data = first;
+        loop {
+            let number = i32::try_from(done.len() + 1).map_err(|_| StorageError::Refused("too many parts".into()))?;
+            done.push(self.put_buffered_part(key, multipart, number, data).await?);
+            if parts.finished() {
+                break;
+            }
+            data = parts.next().await?;
+            if data.is_empty() {
+                break;
+            }
+        }
+        let out = self.complete_request(key, multipart, done).await.map_err(errors::storage)?;
+        Ok(StoredObject { etag: out.e_tag.as_deref().map(unquote).unwrap_or_default(), size: parts.seen() })
+    }
+
+    /// A body that fit in one part, as a plain object.
+    async fn put_whole(&self, key: &str, data: Bytes) -> Result<StoredObject, StorageError> {
+        let md5 = Md5Digest::of(&data);
+        let size = data.len() as u64;
+        let request = self.client.put_object().bucket(&self.bucket).key(key).content_length(data.len() as i64);
+        let out = request.content_md5(md5.to_string()).body(SdkStream::from(data)).send().await;
+        let etag = out.map_err(errors::storage)?.e_tag.as_deref().map_or_else(|| md5.hex(), unquote);
+        Ok(StoredObject { etag, size })
+    }
+}
+
+/// S3's part number of a chunk: one more than its index, at most 10,000.
+fn part_number(index: ChunkIndex) -> Result<i32, StorageError> {
+    let number = u64::from(index.0) + 1;
+    let part = i32::try_from(number).ok().filter(|_| number <= MAX_PARTS);
+    part.ok_or_else(|| StorageError::Refused(format!("chunk {index} is past S3's limit of {MAX_PARTS} parts")))
+}
+
+fn multipart_id(upload: &StagedUpload) -> Result<&str, StorageError> {
+    let id = upload.storage_upload_id.as_deref();
+    id.ok_or_else(|| StorageError::Refused("the upload has no S3 multipart upload id".into()))
+}
+
+/// An ETag without its quotes.
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+#[async_trait(?Send)]
+impl ObjectStore for S3ObjectStore {
+    #[tracing::instrument(name = "s3.create_multipart", skip_all, fields(upload_id = %id))]
+    async fn create_multipart(&self, id: &UploadId, key: &ObjectKey) -> Result<Option<String>, StorageError> {
+        self.create(&self.object_key(key)).await.map(Some)
+    }
+
+    #[tracing::instrument(name = "s3.put_part", skip_all, fields(upload_id = %upload.id, chunk = %index, len = len))]
+    async fn put_part(
+        &self,
+        upload: &StagedUpload,
+        index: ChunkIndex,
+        body: ByteStream<'_>,
+        len: u64,
+        expected_md5: Option<Md5Digest>,
+    ) -> Result<PartReceipt, StorageError> {
+        let (multipart, number) = (multipart_id(upload)?, part_number(index)?);
+        let content_length = i64::try_from(len).ok().filter(|l| *l > 0);
+        let content_length = content_length.ok_or_else(|| StorageError::Refused(format!("{len} bytes is no part")))?;
+        let (tx, rx) = body::channel();
+        let request = self.streams.upload_part().bucket(&self.bucket).key(self.object_key(&upload.key));
+        let request = request.upload_id(multipart).part_number(number).content_length(content_length);
+        // Real S3 checks it too, against corruption between here and there.
+        let request = request.set_content_md5(expected_md5.map(|md5| md5.to_string()));
+        let request = request.body(SdkStream::new(SdkBody::from_body_1_x(rx)));
+        // Both sides run in this task: the client's body is not `Send` and cannot be spawned.
+        let feed = pin!(body::feed(body, tx, len, expected_md5));
+        let send = pin!(request.send());
+        let (md5, sent) = match future::select(feed, send).await {
+            // A refused body: dropping the request breaks it off before the store has it whole.
+            Either::Left((fed, send)) => (fed?, send.await),
+            Either::Right((Ok(sent), feed)) => (feed.await?, Ok(sent)),
+            // The store took the whole body and disagrees on its MD5: the feed is done.
+            Either::Right((Err(err), feed)) if errors::is_digest_refusal(&err) => (feed.await?, Err(err)),
+            Either::Right((Err(err), _)) => return Err(errors::storage(err)),
+        };
+        let out = match sent {
+            Ok(out) => out,
+            Err(err) => match (expected_md5, md5) {
+                (Some(expected), Some(actual)) if errors::is_digest_refusal(&err) => {
+                    return Err(StorageError::ChecksumMismatch { expected, actual })
+                }
+                _ => return Err(errors::storage(err)),
+            },
+        };
+        let md5 = md5.ok_or_else(|| StorageError::Refused("the store answered before the whole body".into()))?;
+        let etag = out.e_tag.as_deref().map(unquote);
+        let etag = etag.ok_or_else(|| StorageError::Refused("the store gave no ETag for the part".into()))?;
+        Ok(PartReceipt { md5, etag, size: len })
+    }
+
+    #[tracing::instrument(name = "s3.complete", skip_all, fields(upload_id = %upload.id, parts = parts.len()))]
+    async fn complete(
+        &self,
+        upload: &StagedUpload,
+        parts: &[(ChunkIndex, PartReceipt)],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        let (multipart, key) = (multipart_id(upload)?, self.object_key(&upload.key));
+        match self.check_parts(&key, multipart, parts, size).await? {
+            Listing::Intact => {}
+            Listing::Changed(chunks) => return Err(StorageError::PartsChanged(chunks)),
+            // An earlier call assembled it (its answer was lost), or a part is missing.
+            Listing::Gone(reason) => return self.completed_before(&key, size, reason).await,
+        }
+        let completed = parts
+            .iter()
+            .map(|(index, receipt)| {
+                let number = part_number(*index)?;
+                Ok(CompletedPart::builder().part_number(number).e_tag(format!("\"{}\"", receipt.etag)).build())
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        if let Err(err) = self.complete_request(&key, multipart, completed).await {
+            return match errors::code(&err) {
+                // The SDK's retry of a call that succeeded but whose answer was lost.
+                Some("NoSuchUpload") => self.completed_before(&key, size, "the multipart upload is gone".into()).await,
+                // A part changed since the listing.
+                Some("InvalidPart") => match self.check_parts(&key, multipart, parts, size).await? {
+                    Listing::Changed(chunks) => Err(StorageError::PartsChanged(chunks)),
+                    _ => Err(errors::storage(err)),
+                },
+                _ => Err(errors::storage(err)),
+            };
+        }
+        match self.head(&key).await? {
+            Some(object) if object.size == size => Ok(object),
+            Some(object) => Err(StorageError::Refused(format!("the object has {} bytes, not {size}", object.size))),
+            None => Err(StorageError::Refused("the assembled object is not there".into())),
+        }
+    }
+
+    #[tracing::instrument(name = "s3.abort", skip_all, fields(upload_id = %upload.id))]
+    async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError> {
+        match upload.storage_upload_id.as_deref() {
+            Some(multipart) => self.abort_multipart(&self.object_key(&upload.key), multipart).await,
+            None => Ok(()),
+        }
+    }
+
+    #[tracing::instrument(name = "s3.put_object", skip_all, fields(key = %key))]
+    async fn put_object(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream<'_>,
+        max_len: u64,
+    ) -> Result<StoredObject, StorageError> {
+        let key = self.object_key(key);
+        // Parts grow past 8 MiB only when the limit would need more than 10,000 of them.
+        let part_size = usize::try_from(PART_SIZE.max(max_len.div_ceil(MAX_PARTS)))
+            .map_err(|_| StorageError::Refused(format!("{max_len} bytes is past what S3 can take")))?;
+        let mut parts = body::Parts::new(body, part_size, max_len);
+        let first = parts.next().await?;
+        if parts.finished() {
+            return self.put_whole(&key, first).await;
+        }
+        let multipart = self.create(&key).await?;
+        let result = self.put_in_parts(&key, &multipart, first, &mut parts).await;
+        if result.is_err() {
+            if let Err(err) = self.abort_multipart(&key, &multipart).await {
+                let error = crate::error::chain(&err);
+                tracing::warn!(%error, "could not abort a form upload's parts; the bucket's lifecycle rule must");
+            }
+        }
+        result
+    }
+
+    #[tracing::instrument(name = "s3.delete_object", skip_all, fields(key = %key))]
+    async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        match self.client.delete_object().bucket(&self.bucket).key(self.object_key(key)).send().await {
+            Err(err) if errors::code(&err) != Some("NoSuchKey") && !errors::is_not_found(&err) => {
+                Err(errors::storage(err))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        let quick = ConfigBuilder::default()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(call_timeouts(CHECK_TIMEOUT, CHECK_TIMEOUT));
+        let request = self.client.head_bucket().bucket(&self.bucket).customize().config_override(quick);
+        request.send().await.map(|_| ()).map_err(errors::storage)
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait(?Send)]
+impl super::contract::Inspect for S3ObjectStore {
+    async fn object(&self, key: &ObjectKey) -> Option<Vec<u8>> {
+        let answer = self.client.get_object().bucket(&self.bucket).key(self.object_key(key)).send().await;
+        match answer {
+            Ok(out) => match out.body.collect().await {
+                Ok(data) => Some(data.to_vec()),
+                Err(err) => panic!("reading {key} failed: {err}"),
+            },
+            Err(err) if errors::code(&err) == Some("NoSuchKey") || errors::is_not_found(&err) => None,
+            Err(err) => panic!("GetObject {key} failed: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+        }
+    }
+
+    async fn has_staged_parts(&self, upload: &StagedUpload) -> bool {
+        let Some(multipart) = upload.storage_upload_id.as_deref() else { return false };
+        match self.list_parts(&self.object_key(&upload.key), multipart).await {
+            Ok(parts) => !parts.is_empty(),
+            Err(err) if errors::code(&err) == Some("NoSuchUpload") => false,
+            Err(err) => panic!("ListParts failed: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+        }
+    }
+}
