@@ -27,9 +27,12 @@ if ! need s3s-fs; then
     echo "scripts/test.sh: installing s3s-fs 0.14.1 (a few minutes, once)" >&2
     cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
 fi
-if ! python3 -c 'import moto.server, flask' 2>/dev/null; then
-    echo "scripts/test.sh: installing moto[server]" >&2
-    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+# moto 5.2 answers ListParts under the wrong XML element, which the AWS SDK refuses.
+MOTO_VERSION=5.1.22
+if ! python3 -c "import moto.server, flask; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+    echo "scripts/test.sh: installing moto[server]==$MOTO_VERSION" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 # Unit tests (domain rules, the shared SessionStore and ObjectStore contract suites on

@@ -97,7 +97,8 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// The region.
     pub region: String,
-    /// Prepended to every object key.
+    /// Folder of every object in the bucket: an object's name is `<prefix>/<key>` (slashes
+    /// around the prefix trimmed), or just `<key>` when the prefix is empty.
     pub prefix: String,
     /// A static access key id, for stores without the AWS credential chain (MinIO, tests).
     /// Unset: the standard chain (environment, profile, web identity, instance role).

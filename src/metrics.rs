@@ -21,6 +21,8 @@ pub struct Metrics {
     pub chunks_received: IntCounter,
     /// Chunk and form bytes stored.
     pub bytes_received: IntCounter,
+    /// Round trips to Redis (with the Redis session store).
+    pub redis_round_trips: IntCounter,
     chunks_rejected: IntCounterVec,
     request_duration: HistogramVec,
 }
@@ -53,6 +55,7 @@ impl Metrics {
             uploads_failed: counter("uploads_failed_total", "Uploads whose assembly failed for good")?,
             chunks_received: counter("chunks_received_total", "Chunks stored and recorded")?,
             bytes_received: counter("bytes_received_total", "Chunk and form bytes stored")?,
+            redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis")?,
             chunks_rejected,
             request_duration,
             registry,

@@ -17,7 +17,7 @@ use crate::config::{SessionBackend, Settings, StorageBackend};
 use crate::domain::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
-use crate::storage::{FsObjectStore, ObjectStore};
+use crate::storage::{FsObjectStore, ObjectStore, S3ObjectStore};
 use crate::upload::{UploadPolicy, UploadService};
 
 /// What every request handler can reach.
@@ -53,8 +53,8 @@ impl Application {
     pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         settings.validate()?;
         let metrics = Metrics::new().context("Failed to register metrics")?;
-        let (sessions, secret) = open_sessions(settings)?;
-        let storage = open_storage(settings)?;
+        let (sessions, secret) = open_sessions(settings, &metrics).await?;
+        let storage = open_storage(settings).await?;
         let u = &settings.uploads;
         let policy = UploadPolicy {
             chunks: u.chunk_policy(),
@@ -153,7 +153,7 @@ fn secs(s: u64) -> chrono::Duration {
 }
 
 /// The session store and the token secret.
-fn open_sessions(settings: &Settings) -> anyhow::Result<(Arc<dyn SessionStore>, Vec<u8>)> {
+async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result<(Arc<dyn SessionStore>, Vec<u8>)> {
     match settings.sessions.backend {
         SessionBackend::Embedded => {
             let dir = &settings.sessions.embedded.path;
@@ -167,8 +167,12 @@ fn open_sessions(settings: &Settings) -> anyhow::Result<(Arc<dyn SessionStore>, 
         }
         SessionBackend::Redis => {
             let redis = &settings.sessions.redis;
-            let store = RedisSessionStore::new(&redis.url, &redis.key_prefix)
+            let store = RedisSessionStore::new(&redis.url, &redis.key_prefix, metrics.redis_round_trips.clone())
                 .context("Failed to set up the Redis session store (check sessions.redis.url)")?;
+            if let Err(err) = store.load_scripts().await {
+                // Not fatal: ferry answers 503 until Redis is back, then carries on.
+                tracing::warn!(error = %crate::error::chain(&err), "Redis does not answer yet");
+            }
             let secret = settings.auth.secret.as_ref().context("auth.secret is required with Redis")?;
             Ok((Arc::new(store), secret.as_bytes().to_vec()))
         }
@@ -180,7 +184,7 @@ fn secret_beside(dir: &Path) -> anyhow::Result<Vec<u8>> {
     load_or_create_secret(&path).with_context(|| format!("Failed to read or create {}", path.display()))
 }
 
-fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+async fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
     match settings.storage.backend {
         StorageBackend::Fs => {
             let root = &settings.storage.fs.root;
@@ -188,7 +192,10 @@ fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 .with_context(|| format!("Failed to open the object folder {}", root.display()))?;
             Ok(Arc::new(store))
         }
-        StorageBackend::S3 => anyhow::bail!("storage.backend = \"s3\" is not available in this build"),
+        StorageBackend::S3 => {
+            let store = S3ObjectStore::new(&settings.storage.s3).await.context("Failed to set up the S3 store")?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -69,7 +69,17 @@ impl UploadService {
         }
 
         let staged = StagedUpload::from(&record);
-        let receipt = self.storage.put_part(&staged, index, body, len, md5).await?;
+        let receipt = match self.storage.put_part(&staged, index, body, len, md5).await {
+            Ok(receipt) => receipt,
+            Err(err) if err.is_client_fault() => return Err(err.into()),
+            // A cancel or an expiry on another instance may have pulled the storage away
+            // mid-stream: report that rather than a storage fault.
+            Err(err) => match self.sessions.get(id).await {
+                Ok(Some(now)) if now.state != UploadState::Uploading => return Err(UploadError::WrongState(now.state)),
+                Ok(None) => return Err(UploadError::NotFound),
+                _ => return Err(err.into()),
+            },
+        };
         self.metrics.bytes_received.inc_by(len);
 
         let now = self.clock.now();

@@ -103,6 +103,14 @@ impl TestApp {
         (self.dir.clone(), self.clock.clone(), self._tempdir.take())
     }
 
+    /// Stops the server at once, cutting requests in flight, as a crashed pod would.
+    pub fn kill(mut self) {
+        if let Some(thread) = self.thread.take() {
+            drop(self.handle.stop(false));
+            thread.join().expect("the server thread ends");
+        }
+    }
+
     fn shutdown(&mut self) {
         if let Some(thread) = self.thread.take() {
             drop(self.handle.stop(true));

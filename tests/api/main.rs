@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod chunks;
+mod cluster;
 mod create;
 mod expiry;
 mod form;

@@ -20,9 +20,13 @@ impl std::ops::Deref for Scratch {
     }
 }
 
+fn counter() -> prometheus::IntCounter {
+    prometheus::IntCounter::new("round_trips", "round trips").unwrap()
+}
+
 async fn scratch() -> Scratch {
     let server = RedisServer::start();
-    let store = RedisSessionStore::new(&server.url(), "contract").unwrap();
+    let store = RedisSessionStore::new(&server.url(), "contract", counter()).unwrap();
     Scratch { _server: server, store }
 }
 
@@ -35,7 +39,7 @@ mod contract {
 #[tokio::test]
 async fn keys_are_versioned_prefixed_and_share_a_hash_tag_per_upload() {
     let server = RedisServer::start();
-    let store = RedisSessionStore::new(&server.url(), "myapp").unwrap();
+    let store = RedisSessionStore::new(&server.url(), "myapp", counter()).unwrap();
     let record = ferry::session::contract::new_record(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3));
     store.insert(&record).await.unwrap();
     let keys = server.cli(&["--scan"]);
@@ -47,7 +51,7 @@ async fn keys_are_versioned_prefixed_and_share_a_hash_tag_per_upload() {
 #[tokio::test]
 async fn a_stopped_redis_reads_as_unavailable_and_recovery_needs_no_restart() {
     let mut server = RedisServer::start();
-    let store = Arc::new(RedisSessionStore::new(&server.url(), "ferry").unwrap());
+    let store = Arc::new(RedisSessionStore::new(&server.url(), "ferry", counter()).unwrap());
     let record = ferry::session::contract::new_record(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3));
     store.insert(&record).await.unwrap();
 

@@ -38,12 +38,14 @@ pub struct RedisSessionStore {
     pool: Pool,
     prefix: String,
     scripts: Scripts,
+    round_trips: prometheus::IntCounter,
 }
 
 impl RedisSessionStore {
-    /// A store on the Redis at `url`, every key under `prefix`. Connects lazily: a Redis
-    /// that is down now makes calls fail with `Unavailable` until it is back.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, SessionError> {
+    /// A store on the Redis at `url`, every key under `prefix`, counting each round trip
+    /// in `round_trips`. Connects lazily: a Redis that is down now makes calls fail with
+    /// `Unavailable` until it is back.
+    pub fn new(url: &str, prefix: &str, round_trips: prometheus::IntCounter) -> Result<Self, SessionError> {
         let mut config = Config::from_url(url);
         let mut pool_config = deadpool_redis::PoolConfig::new(64);
         pool_config.timeouts =
@@ -59,7 +61,7 @@ impl RedisSessionStore {
             cancel: Script::new(include_str!("cancel.lua")),
             remove: Script::new(include_str!("remove.lua")),
         };
-        Ok(Self { pool, prefix: prefix.to_owned(), scripts })
+        Ok(Self { pool, prefix: prefix.to_owned(), scripts, round_trips })
     }
 
     fn upload_key(&self, id: &UploadId) -> String {
@@ -81,6 +83,7 @@ impl RedisSessionStore {
     /// Sends `pipe` (with a bound on time) and decodes its replies.
     async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
         let mut conn = self.connection().await?;
+        self.round_trips.inc();
         match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
             Ok(result) => result.map_err(SessionError::unavailable),
             Err(elapsed) => Err(SessionError::unavailable(elapsed)),
@@ -109,16 +112,22 @@ impl RedisSessionStore {
         }
         match self.query::<(T,)>(&pipe).await {
             Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
-                let mut conn = self.connection().await?;
-                let load = invocation.load_async(&mut conn);
-                tokio::time::timeout(CALL_TIMEOUT, load)
-                    .await
-                    .map_err(SessionError::unavailable)?
-                    .map_err(SessionError::unavailable)?;
+                self.load_scripts().await?;
                 Ok(self.query::<(T,)>(&pipe).await?.0)
             }
             other => Ok(other?.0),
         }
+    }
+
+    /// Loads every script into Redis's script cache, in one round trip. Done at start-up
+    /// and again whenever Redis has lost its cache (after a restart).
+    pub async fn load_scripts(&self) -> Result<(), SessionError> {
+        let s = &self.scripts;
+        let mut pipe = redis::pipe();
+        for script in [&s.insert, &s.record, &s.claim, &s.finish, &s.touch, &s.cancel, &s.remove] {
+            pipe.load_script(script).ignore();
+        }
+        self.query::<()>(&pipe).await
     }
 }
 
