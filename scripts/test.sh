@@ -40,3 +40,11 @@ fi
 # 0 over HTTP; Redis and S3 servers of its own; several instances at once; the real
 # binary killed with -9 and SIGTERM).
 cargo test --locked --all-targets "$@"
+
+# The suites beyond cargo: each installs what it needs, then runs.
+for suite in scripts/test-browser.sh scripts/test-manifests.sh scripts/test-cluster.sh; do
+    if [ -x "$suite" ]; then
+        echo "scripts/test.sh: running $suite" >&2
+        "$suite"
+    fi
+done
