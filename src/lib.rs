@@ -15,8 +15,10 @@
 //!   [`storage::ObjectStore`] keeps bytes (local files). Each trait has one shared
 //!   contract suite that every backend passes.
 //! - [`domain`] holds the validated value types: ids, chunk plan, digests, keys, records.
+//! - [`client`] is the other side: the upload client behind `ferry upload`.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod chunks;
+mod cli;
 mod cluster;
 mod create;
 mod expiry;

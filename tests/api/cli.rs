@@ -1,0 +1,152 @@
+//! `ferry upload`, `ferry status` and `ferry cancel`: the real binary against a real server.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::support::faults::FaultyProxy;
+
+fn ferry(state: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command.env("FERRY_STATE_DIR", state).env_remove("FERRY_SERVER").env_remove("FERRY_API_KEY");
+    command
+}
+
+async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+fn last_json(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("no JSON line: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+async fn chunks_received(app: &TestApp) -> u64 {
+    let metrics = app.metrics().await;
+    let line = metrics.lines().find(|l| l.starts_with("ferry_chunks_received_total ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn ferry_upload_stores_the_file_and_prints_its_status() {
+    let app = spawn_app();
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(31, 10 * CHUNK as usize + 77);
+    let file = write_file(dir.path(), "clip.mov", &data);
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", &app.address, "--json", "--parallel", "3", "--metadata", "user=42"]).arg(&file);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = last_json(&output);
+    assert_eq!(status["state"], "completed");
+    assert_eq!(status["metadata"]["user"], "42");
+    assert_eq!(std::fs::read(app.object_path(status["key"].as_str().unwrap())).unwrap(), data);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("11 of 11 chunks sent"), "a plain final line when stderr is no terminal: {stderr}");
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_and_sends_only_the_missing_chunks() {
+    let app = spawn_app_with(|s| s.uploads.default_chunk_size = MIN_CHUNK);
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(32, 1200 * MIN_CHUNK as usize);
+    let file = write_file(dir.path(), "big.iso", &data);
+    let state = dir.path().join("state");
+    let args = ["upload", "--server", app.address.as_str(), "--json", "--parallel", "1"];
+
+    let mut first = ferry(&state);
+    first.args(args).arg(&file).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let first = first.spawn().unwrap();
+    eventually("part of the file is stored", || async { chunks_received(&app).await >= 100 }).await;
+    assert!(Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(first.status.code(), Some(130), "Ctrl-C exits promptly and non-zero");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("run the same command again to resume"));
+    let stored_before = chunks_received(&app).await;
+    assert!(stored_before < 1200, "interrupted mid-way ({stored_before} chunks)");
+
+    let mut second = ferry(&state);
+    second.args(args).arg(&file);
+    let output = run(second).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = last_json(&output);
+    assert_eq!(std::fs::read(app.object_path(status["key"].as_str().unwrap())).unwrap(), data);
+    assert_eq!(chunks_received(&app).await, 1200, "the second run sent only what was missing");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} of 1200 chunks sent by this run (resumed)", 1200 - stored_before)),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn retries_carry_an_upload_through_503s_and_connection_resets() {
+    let app = spawn_app();
+    let proxy = FaultyProxy::start(&app.address, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(33, 40 * CHUNK as usize);
+    let file = write_file(dir.path(), "flaky.bin", &data);
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", &proxy.address, "--json", "--parallel", "4"]).arg(&file);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = last_json(&output);
+    assert_eq!(std::fs::read(app.object_path(status["key"].as_str().unwrap())).unwrap(), data);
+    use std::sync::atomic::Ordering::SeqCst;
+    assert!(proxy.counts.unavailable.load(SeqCst) >= 1 && proxy.counts.reset.load(SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn a_refusal_stops_with_the_servers_reason() {
+    let app = spawn_app_with(|s| s.uploads.max_file_size = 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "huge.bin", &bytes(34, 5000));
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", &app.address]).arg(&file);
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("file-too-large") && stderr.contains("1000 bytes"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_makes_the_client_give_up_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "a.bin", b"hello");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", &format!("http://127.0.0.1:{port}"), "--retry-for", "2"]).arg(&file);
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("gave up after"));
+}
+
+#[tokio::test]
+async fn status_and_cancel_commands_use_the_upload_token() {
+    let app = spawn_app();
+    let up = app.create(3 * CHUNK, None).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut status = ferry(state.path());
+    status.args(["status", &up.id, "--server", &app.address, "--token", &up.token]);
+    let output = run(status).await;
+    assert!(output.status.success());
+    assert_eq!(last_json(&output)["missing_chunks"], serde_json::json!([0, 1, 2]));
+
+    let mut cancel = ferry(state.path());
+    cancel.args(["cancel", &up.id, "--server", &app.address, "--token", &up.token]);
+    assert!(run(cancel).await.status.success());
+    let mut again = ferry(state.path());
+    again.args(["status", &up.id, "--server", &app.address, "--token", &up.token]);
+    let output = run(again).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("upload-canceled"));
+}
