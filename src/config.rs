@@ -41,11 +41,13 @@ pub struct ServerSettings {
     pub drain_delay_secs: u64,
     /// After that, how long requests in flight may take to finish, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Serve the upload page at `/` (the client module at /client/ferry.js is always served).
+    pub ui: bool,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), workers: 0, drain_delay_secs: 0, shutdown_timeout_secs: 30 }
+        Self { listen: "127.0.0.1:8080".into(), workers: 0, drain_delay_secs: 0, shutdown_timeout_secs: 30, ui: true }
     }
 }
 

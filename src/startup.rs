@@ -75,12 +75,13 @@ impl Application {
             .with_context(|| format!("Failed to bind {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let routes = crate::routes::RouteOptions { upload_page: settings.server.ui };
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(crate::telemetry::trace_requests))
                 .app_data(app_state.clone())
-                .configure(crate::routes::configure)
+                .configure(move |cfg| crate::routes::configure(cfg, routes))
         })
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -5,6 +5,7 @@ mod access;
 mod chunk;
 mod form;
 mod health;
+mod ui;
 mod uploads;
 mod views;
 
@@ -17,8 +18,15 @@ pub use access::{CreatorAccess, UploadAccess};
 /// Largest JSON body accepted (creation requests carry at most 4 KiB of metadata).
 const JSON_LIMIT: usize = 64 * 1024;
 
+/// Which optional routes to serve.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteOptions {
+    /// Serve the upload page at `/` (`server.ui`).
+    pub upload_page: bool,
+}
+
 /// The route table.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(JSON_LIMIT)
@@ -37,7 +45,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))
     .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/client/{file}").route(web::get().to(ui::client_file)).route(web::head().to(ui::client_file)))
     .default_service(web::to(not_found));
+    if options.upload_page {
+        cfg.service(resource("/").route(web::get().to(ui::page)).route(web::head().to(ui::page)));
+    }
 }
 
 /// A resource that answers unknown methods with a problem, not an empty 405.

@@ -17,3 +17,4 @@ mod property;
 mod redis;
 mod restart;
 mod s3;
+mod ui;
