@@ -7,6 +7,7 @@ const drop = document.getElementById('drop');
 const picker = document.getElementById('files');
 const list = document.getElementById('uploads');
 const notice = document.getElementById('notice');
+const settings = document.querySelector('details.settings');
 const apiKey = document.getElementById('api-key');
 const parallel = document.getElementById('parallel');
 
@@ -121,6 +122,7 @@ class Row {
       },
       (error) => {
         if (error.code !== 'canceled') this.errorText.textContent = explain(error);
+        if (error.code === 'missing-token' || error.code === 'invalid-token') settings.open = true;
         this.retryable = !FINAL_REFUSALS.includes(error.code);
         this.show(this.transfer.progress);
       },

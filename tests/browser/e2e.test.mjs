@@ -6,7 +6,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { chunkIndex, launchBrowser, MIB, sleep, startFerry, tempDir, waitUntil, writeTestFile } from './support.mjs';
+import {
+  assertServesCurrentWebFiles,
+  chunkIndex,
+  launchBrowser,
+  MIB,
+  sleep,
+  startFerry,
+  tempDir,
+  waitUntil,
+  writeTestFile,
+} from './support.mjs';
 
 const TIMEOUT = 120_000;
 const SCREENSHOTS = process.env.FERRY_BROWSER_SCREENSHOTS;
@@ -73,6 +83,7 @@ describe('the upload page in headless Chromium', () => {
   before(async () => {
     files = tempDir();
     ferry = await startFerry();
+    await assertServesCurrentWebFiles(ferry.url);
     browser = await launchBrowser();
   });
   after(async () => {
@@ -168,6 +179,25 @@ describe('the upload page in headless Chromium', () => {
     await context.close();
   });
 
+  test('a file dropped on the page is uploaded', { timeout: TIMEOUT }, async () => {
+    const { context, page, seen } = await openPage(browser, ferry.url);
+    await page.evaluate(() => {
+      const bytes = new Uint8Array(300 * 1024).map((_, i) => (i * 7) & 0xff);
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'dropped.bin', { type: 'application/octet-stream' }));
+      const drop = document.getElementById('drop');
+      drop.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+      drop.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+    });
+    await page.locator('li.upload[data-state="completed"]').waitFor();
+    const stored = readFileSync(join(ferry.objects, await row(page).getAttribute('data-key')));
+    assert.equal(stored.length, 300 * 1024);
+    assert.ok(stored.every((byte, i) => byte === ((i * 7) & 0xff)));
+    assert.equal(await page.locator('#drop').getAttribute('class'), 'drop', 'the drop highlight is cleared');
+    assert.deepEqual(seen.problems, []);
+    await context.close();
+  });
+
   test('Cancel deletes the upload and its stored chunks', { timeout: TIMEOUT }, async () => {
     const { path } = writeTestFile(files.dir, 'cancel.bin', 8 * MIB, 8);
     const { context, page, seen } = await openPage(browser, ferry.url);
@@ -230,7 +260,7 @@ describe('the upload page and a server that refuses', () => {
     await screenshot(page, '4-needs-key');
 
     // With the key, Retry goes through.
-    await page.locator('summary').click();
+    assert.ok(await page.locator('details.settings').evaluate((d) => d.open), 'Settings are opened for the key');
     await page.getByLabel('API key').fill('page-key');
     await page.getByRole('button', { name: 'Retry small.bin' }).click();
     await page.locator('li.upload[data-state="completed"]').waitFor();

@@ -2,7 +2,7 @@
 // temporary folder, headless Chromium through playwright-core, deterministic files.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -81,6 +81,17 @@ export async function startFerry(env = {}) {
     if (attempt < 3 && /bind/i.test(stderr)) continue;
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`ferry did not start:\n${stderr}`);
+  }
+}
+
+/** Fails when the binary serves other page files than web/ holds (they are compiled in:
+ * a binary older than the last edit of web/ must be rebuilt). */
+export async function assertServesCurrentWebFiles(url) {
+  for (const [path, file] of [['/', 'index.html'], ['/client/ferry.js', 'ferry.js'], ['/client/app.js', 'app.js']]) {
+    const served = await (await fetch(`${url}${path}`)).text();
+    if (served !== readFileSync(join(REPO, 'web', file), 'utf8')) {
+      throw new Error(`${ferryBinary()} serves an older web/${file}: run \`cargo build --bin ferry\``);
+    }
   }
 }
 
