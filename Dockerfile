@@ -14,7 +14,7 @@ ARG RUST_VERSION=1.95.0
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
-# Strip symbols from the release binary (about 27 MB down to about 20 MB); panics still
+# Strip symbols from the release binary (about 30 MB down to about 23 MB); panics still
 # name their location.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 # The registry and target folders are BuildKit caches, so a rebuild after a source change
