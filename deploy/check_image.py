@@ -200,6 +200,12 @@ def main() -> int:
         stored = volume / "ferry-data" / "objects" / key
         check(status == 201 and stored.read_bytes() == b"hello from the image",
               f"an upload lands in the volume on {stage['workdir']} ({status})")
+        # The compose file's healthcheck, with the image's own bash, head and grep.
+        compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
+        probe = re.search(r"^\s*- (exec 3<>/dev/tcp/127\.0\.0\.1/8080 .*)$", compose, re.M).group(1)
+        probe = probe.replace("/8080", f"/{port}")
+        done = subprocess.run(["chroot", "--userspec=10001:10001", image, "bash", "-c", probe], timeout=10)
+        check(done.returncode == 0, "the compose healthcheck passes with the image's own tools")
         check(stored.stat().st_uid == 10001, "the stored file belongs to 10001")
     finally:
         proc.terminate()
