@@ -443,9 +443,11 @@ def check_rolling():
                         raise AssertionError(f"no progress to '{what}' within 300 s")
                     time.sleep(0.05)
                 at = time.monotonic() - t0
+                if proc.poll() is not None:
+                    raise AssertionError(f"the upload ended (exit {proc.returncode}) before '{what}'")
                 cluster(*args)
                 events.append(f"{what} at {at:.1f}s ({len(done)}/{total} chunks stored)")
-                log(f"rolling: {events[-1]}; the upload still runs: {proc.poll() is None}")
+                log(f"rolling: {events[-1]}, during the upload")
             proc.wait(timeout=max(10, deadline - time.monotonic()))
         finally:
             if proc.poll() is None:
@@ -512,6 +514,10 @@ def main() -> int:
     checks = [("wall", check_wall), ("healthcheck", check_healthcheck), ("concurrent", check_concurrent),
               ("rolling", check_rolling)]
     only = set(sys.argv[1:])
+    unknown = only - {name for name, _ in checks}
+    if unknown:
+        print(f"cluster: no such check: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     passed = failed = skipped = 0
     for name, check in checks:
         if only and name not in only:
