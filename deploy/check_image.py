@@ -224,6 +224,8 @@ def main() -> int:
     check(code not in (0, None), f"without a volume the embedded default refuses to start (exit {code})")
 
     failed = sum(1 for ok, _ in results if not ok)
+    if not failed:
+        shutil.rmtree(image, ignore_errors=True)  # keep the clean base for the next run
     print(f"image: {len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

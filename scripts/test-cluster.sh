@@ -39,4 +39,7 @@ scripts/cluster.sh status >&2
 timeout --kill-after=10 "$TEST_TIMEOUT" python3 tests/cluster/cluster_test.py "$@"
 
 scripts/cluster.sh status >&2
+scripts/cluster.sh stop >/dev/null
+# Passed: drop the bytes (stored objects, the 300 MiB file), keep the logs.
+rm -rf "$CLUSTER_DIR/s3" "$CLUSTER_DIR/work" "$CLUSTER_DIR/redis"
 say "done in $((SECONDS - start))s"
