@@ -24,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod runtime;
 pub mod session;
 pub mod startup;
 pub mod storage;

@@ -76,24 +76,24 @@ impl RedisSessionStore {
         format!("{}:v1:expiry", self.prefix)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, SessionError> {
-        self.pool.get().await.map_err(SessionError::unavailable)
-    }
-
-    /// Sends `pipe` (with a bound on time) and decodes its replies.
-    async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
-        let mut conn = self.connection().await?;
+    /// Sends `pipe` (with a bound on time, on the I/O runtime) and decodes its replies.
+    async fn query<T: FromRedisValue + Send + 'static>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
+        let (pool, pipe) = (self.pool.clone(), pipe.clone());
         self.round_trips.inc();
-        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(SessionError::unavailable),
-            Err(elapsed) => Err(SessionError::unavailable(elapsed)),
-        }
+        let call = crate::runtime::spawn(async move {
+            let mut conn = pool.get().await.map_err(SessionError::unavailable)?;
+            match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(result) => result.map_err(SessionError::unavailable),
+                Err(elapsed) => Err(SessionError::unavailable(elapsed)),
+            }
+        });
+        call.await.map_err(SessionError::unavailable)?
     }
 
     /// Runs `script` on the upload's keys, and moves the upload's entry in the expiry
     /// index to `expires` in the same round trip when given. A Redis that lost its
     /// script cache (a restart) costs one more trip to load it again.
-    async fn run<T: FromRedisValue>(
+    async fn run<T: FromRedisValue + Send + 'static>(
         &self,
         script: &Script,
         id: &UploadId,

@@ -35,7 +35,7 @@ impl S3ObjectStore {
         let mut marker: Option<String> = None;
         loop {
             let request = self.client.list_parts().bucket(&self.bucket).key(key).upload_id(multipart);
-            let page = request.set_part_number_marker(marker.clone()).send().await?;
+            let page = errors::on_io(request.set_part_number_marker(marker.clone()).send()).await?;
             for part in page.parts.unwrap_or_default() {
                 if let Some(number) = part.part_number {
                     parts.insert(number, part);
@@ -92,12 +92,12 @@ impl S3ObjectStore {
         let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
         let request = self.client.complete_multipart_upload().bucket(&self.bucket).key(key).upload_id(multipart);
         let longer = ConfigBuilder::default().timeout_config(call_timeouts(COMPLETE_TIMEOUT, COMPLETE_TIMEOUT));
-        request.multipart_upload(upload).customize().config_override(longer).send().await
+        errors::on_io(request.multipart_upload(upload).customize().config_override(longer).send()).await
     }
 
     /// The finished object at `key`, if there is one.
     pub(super) async fn head(&self, key: &str) -> Result<Option<StoredObject>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match errors::on_io(self.client.head_object().bucket(&self.bucket).key(key).send()).await {
             Ok(out) => {
                 let size = out.content_length.and_then(|s| u64::try_from(s).ok()).unwrap_or_default();
                 Ok(Some(StoredObject { etag: out.e_tag.as_deref().map(unquote).unwrap_or_default(), size }))
@@ -122,7 +122,7 @@ impl S3ObjectStore {
 
     pub(super) async fn abort_multipart(&self, key: &str, multipart: &str) -> Result<(), StorageError> {
         let request = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(multipart);
-        let Err(err) = request.send().await else { return Ok(()) };
+        let Err(err) = errors::on_io(request.send()).await else { return Ok(()) };
         match errors::code(&err) {
             Some("NoSuchUpload") => Ok(()),
             // s3s-fs answers so for an upload it no longer knows: gone, if no part is listed.

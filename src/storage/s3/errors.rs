@@ -2,7 +2,7 @@
 //! throttling) is `Unavailable`, any other answer of the store is a refusal.
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ConnectorError, ProvideErrorMetadata, SdkError};
 
 use crate::storage::StorageError;
 
@@ -12,6 +12,21 @@ const PASSING_CODES: &[&str] =
 
 /// A failed S3 call.
 pub(super) type S3Error<E> = SdkError<E, HttpResponse>;
+
+/// Sends an SDK call from the I/O runtime (`crate::runtime`), so that its pooled
+/// connection outlives the server worker that asked for it.
+pub(super) async fn on_io<T, E>(
+    send: impl std::future::Future<Output = Result<T, S3Error<E>>> + Send + 'static,
+) -> Result<T, S3Error<E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match crate::runtime::spawn(send).await {
+        Ok(result) => result,
+        Err(join) => Err(SdkError::dispatch_failure(ConnectorError::other(Box::new(join), None))),
+    }
+}
 
 /// The S3 error code of a failure, if the store answered with one.
 pub(super) fn code<E: ProvideErrorMetadata>(err: &S3Error<E>) -> Option<&str> {

@@ -64,7 +64,7 @@ impl S3ObjectStore {
     }
 
     async fn create(&self, key: &str) -> Result<String, StorageError> {
-        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await;
+        let out = errors::on_io(self.client.create_multipart_upload().bucket(&self.bucket).key(key).send()).await;
         let upload_id = out.map_err(errors::storage)?.upload_id;
         upload_id.ok_or_else(|| StorageError::Refused("the store gave no multipart upload id".into()))
     }
@@ -79,7 +79,8 @@ impl S3ObjectStore {
     ) -> Result<CompletedPart, StorageError> {
         let request = self.client.upload_part().bucket(&self.bucket).key(key).upload_id(multipart);
         let request = request.part_number(number).content_length(data.len() as i64);
-        let out = request.content_md5(Md5Digest::of(&data).to_string()).body(SdkStream::from(data)).send().await;
+        let request = request.content_md5(Md5Digest::of(&data).to_string()).body(SdkStream::from(data));
+        let out = errors::on_io(request.send()).await;
         let etag = out.map_err(errors::storage)?.e_tag;
         Ok(CompletedPart::builder().part_number(number).set_e_tag(etag).build())
     }
@@ -114,7 +115,7 @@ impl S3ObjectStore {
         let md5 = Md5Digest::of(&data);
         let size = data.len() as u64;
         let request = self.client.put_object().bucket(&self.bucket).key(key).content_length(data.len() as i64);
-        let out = request.content_md5(md5.to_string()).body(SdkStream::from(data)).send().await;
+        let out = errors::on_io(request.content_md5(md5.to_string()).body(SdkStream::from(data)).send()).await;
         let etag = out.map_err(errors::storage)?.e_tag.as_deref().map_or_else(|| md5.hex(), unquote);
         Ok(StoredObject { etag, size })
     }
@@ -162,9 +163,10 @@ impl ObjectStore for S3ObjectStore {
         // Real S3 checks it too, against corruption between here and there.
         let request = request.set_content_md5(expected_md5.map(|md5| md5.to_string()));
         let request = request.body(SdkStream::new(SdkBody::from_body_1_x(rx)));
-        // Both sides run in this task: the client's body is not `Send` and cannot be spawned.
+        // The client's body is not `Send`: it is fed from this task, while the request
+        // runs on the I/O runtime (dropping it there breaks the request off).
         let feed = pin!(body::feed(body, tx, len, expected_md5));
-        let send = pin!(request.send());
+        let send = pin!(errors::on_io(request.send()));
         let (md5, sent) = match future::select(feed, send).await {
             // A refused body: dropping the request breaks it off before the store has it whole.
             Either::Left((fed, send)) => (fed?, send.await),
@@ -265,7 +267,7 @@ impl ObjectStore for S3ObjectStore {
 
     #[tracing::instrument(name = "s3.delete_object", skip_all, fields(key = %key))]
     async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        match self.client.delete_object().bucket(&self.bucket).key(self.object_key(key)).send().await {
+        match errors::on_io(self.client.delete_object().bucket(&self.bucket).key(self.object_key(key)).send()).await {
             Err(err) if errors::code(&err) != Some("NoSuchKey") && !errors::is_not_found(&err) => {
                 Err(errors::storage(err))
             }
@@ -278,7 +280,7 @@ impl ObjectStore for S3ObjectStore {
             .retry_config(RetryConfig::disabled())
             .timeout_config(call_timeouts(CHECK_TIMEOUT, CHECK_TIMEOUT));
         let request = self.client.head_bucket().bucket(&self.bucket).customize().config_override(quick);
-        request.send().await.map(|_| ()).map_err(errors::storage)
+        errors::on_io(request.send()).await.map(|_| ()).map_err(errors::storage)
     }
 }
 
@@ -286,7 +288,8 @@ impl ObjectStore for S3ObjectStore {
 #[async_trait(?Send)]
 impl super::contract::Inspect for S3ObjectStore {
     async fn object(&self, key: &ObjectKey) -> Option<Vec<u8>> {
-        let answer = self.client.get_object().bucket(&self.bucket).key(self.object_key(key)).send().await;
+        let answer =
+            errors::on_io(self.client.get_object().bucket(&self.bucket).key(self.object_key(key)).send()).await;
         match answer {
             Ok(out) => match out.body.collect().await {
                 Ok(data) => Some(data.to_vec()),
