@@ -13,9 +13,7 @@ only. Each check prints what it measured; the last line is "cluster: N passed, N
    three instances. Reports each instance's peak RSS (VmHWM).
 3. drain: SIGTERM to an instance while a chunk streams into it: /readyz answers 503 at
    once, the instance serves on for the drain delay, then its listener closes, and the
-   process exits in time. The chunk in flight must finish (200); a ferry issue cuts it
-   now and then (503 storage-unavailable, see check_drain), which is reported as a known
-   issue unless CLUSTER_TEST_STRICT_DRAIN=1.
+   process exits in time. The chunk in flight must finish (200).
 4. rolling: `ferry upload` sends a 300 MiB file through the balancer while instance 1 is
    killed with SIGKILL (and started again later) and instance 2 is restarted with SIGTERM
    (a step of a rolling restart); the object in S3 must be byte-identical to the file.
@@ -562,14 +560,7 @@ def check_drain():
         log(f"drain: the chunk in flight across the drain finished: 200 after {body_took:.1f} s")
         return
     what = f"{answer[0]} {answer[1][:160]!r}" + (f" (the body was cut: {cut!r})" if cut else "")
-    if os.environ.get("CLUSTER_TEST_STRICT_DRAIN") == "1":
-        raise AssertionError(f"the chunk in flight across the drain failed: {what}")
-    # Known ferry issue: when the listener closes, actix stops its idle workers, and a
-    # pooled S3 connection whose task lived on such a worker's runtime dies under the
-    # chunk in flight on another worker ("dispatch task is gone"): 503 storage-unavailable.
-    # The client sends the chunk again, so nothing is lost; strict with
-    # CLUSTER_TEST_STRICT_DRAIN=1 once fixed.
-    log(f"drain: KNOWN ISSUE: the chunk in flight across the drain was cut: {what}")
+    raise AssertionError(f"the chunk in flight across the drain failed: {what}")
 
 
 def pid_alive(pid: int) -> bool:
