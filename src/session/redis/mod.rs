@@ -1,16 +1,20 @@
 //! The Redis session store, shared by every instance. Each state change is one Lua script
 //! over the upload's own keys, which share a hash tag (`<prefix>:v1:{<id>}:…`, ready for
 //! Redis Cluster). The expiry index, a sorted set, is updated in the same pipeline, so a
-//! chunk costs two round trips in all: read the record, then record the chunk.
+//! chunk costs two round trips in all: read the record, then record the chunk. Calls share
+//! one multiplexed connection while it works; the pool makes and checks a new one when
+//! it breaks.
 
 mod fields;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::Duration;
 use deadpool_redis::{Config, Pool, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
 use self::fields::{from_fields, ms, pairs, to_fields};
@@ -36,6 +40,9 @@ struct Scripts {
 /// A `SessionStore` in Redis.
 pub struct RedisSessionStore {
     pool: Pool,
+    /// A multiplexed connection shared by every call while it works. Taking one from the
+    /// pool each time would cost a health-check round trip per call.
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
     prefix: String,
     scripts: Scripts,
     round_trips: prometheus::IntCounter,
@@ -61,7 +68,7 @@ impl RedisSessionStore {
             cancel: Script::new(include_str!("cancel.lua")),
             remove: Script::new(include_str!("remove.lua")),
         };
-        Ok(Self { pool, prefix: prefix.to_owned(), scripts, round_trips })
+        Ok(Self { pool, shared: Arc::default(), prefix: prefix.to_owned(), scripts, round_trips })
     }
 
     fn upload_key(&self, id: &UploadId) -> String {
@@ -78,14 +85,21 @@ impl RedisSessionStore {
 
     /// Sends `pipe` (with a bound on time, on the I/O runtime) and decodes its replies.
     async fn query<T: FromRedisValue + Send + 'static>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
-        let (pool, pipe) = (self.pool.clone(), pipe.clone());
+        let (pool, shared, pipe) = (self.pool.clone(), Arc::clone(&self.shared), pipe.clone());
         self.round_trips.inc();
         let call = crate::runtime::spawn(async move {
-            let mut conn = pool.get().await.map_err(SessionError::unavailable)?;
-            match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
-                Ok(result) => result.map_err(SessionError::unavailable),
-                Err(elapsed) => Err(SessionError::unavailable(elapsed)),
+            let mut conn = shared_connection(&pool, &shared).await?;
+            let answer = match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(answer) => answer,
+                Err(elapsed) => {
+                    Err(redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)))
+                }
+            };
+            if answer.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) {
+                // Broken or hung: the next call gets a checked connection from the pool.
+                shared.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
+            answer.map_err(SessionError::unavailable)
         });
         call.await.map_err(SessionError::unavailable)?
     }
@@ -129,6 +143,20 @@ impl RedisSessionStore {
         }
         self.query::<()>(&pipe).await
     }
+}
+
+/// The shared connection, or a fresh one from the pool (which checks it first).
+async fn shared_connection(
+    pool: &Pool,
+    shared: &Mutex<Option<MultiplexedConnection>>,
+) -> Result<MultiplexedConnection, SessionError> {
+    if let Some(conn) = shared.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        return Ok(conn);
+    }
+    let pooled = pool.get().await.map_err(SessionError::unavailable)?;
+    let conn: MultiplexedConnection = (*pooled).clone();
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+    Ok(conn)
 }
 
 fn is_noscript(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
