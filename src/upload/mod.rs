@@ -88,11 +88,6 @@ impl UploadService {
         Self { sessions, storage, policy, clock, metrics }
     }
 
-    /// The rules in force.
-    pub fn policy(&self) -> &UploadPolicy {
-        &self.policy
-    }
-
     /// Opens an upload. An empty file is stored at once and comes back `completed`.
     #[tracing::instrument(name = "Open an upload", skip_all, fields(upload_id, size = new.size))]
     pub async fn init(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::support::s3::free_port;
 
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_resumes_the_upload() {
@@ -67,6 +68,20 @@ impl Process {
         Self { child, address }
     }
 
+    /// Opens an upload of `size` bytes on this process.
+    async fn create(&self, client: &reqwest::Client, filename: &str, size: usize) -> Upload {
+        let created: Value = client
+            .post(format!("{}/v1/uploads", self.address))
+            .json(&json!({"filename": filename, "size": size}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Upload::from_json(&created)
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
@@ -80,11 +95,7 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A `TestApp`-shaped view of a process, to reuse the request helpers.
+/// Sends chunk `index` of `data` to the server at `address`, with its MD5.
 async fn put(client: &reqwest::Client, address: &str, up: &Upload, index: usize, data: &[u8]) -> StatusCode {
     let chunk = &data[index * up.chunk_size as usize..((index + 1) * up.chunk_size as usize).min(data.len())];
     client
@@ -106,16 +117,7 @@ async fn kill_9_mid_upload_loses_nothing() {
     let data = bytes(15, 6 * CHUNK as usize + 99);
 
     let first = Process::start(dir.path(), port).await;
-    let created: Value = client
-        .post(format!("{}/v1/uploads", first.address))
-        .json(&json!({"filename": "movie.mkv", "size": data.len()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let up = Upload::from_json(&created);
+    let up = first.create(&client, "movie.mkv", data.len()).await;
     for i in [6, 1, 4] {
         assert_eq!(put(&client, &first.address, &up, i, &data).await, StatusCode::OK);
     }
@@ -148,16 +150,7 @@ async fn sigterm_fails_readiness_drains_a_chunk_in_flight_then_exits() {
     let port = free_port();
     let client = reqwest::Client::new();
     let mut process = Process::start_with(dir.path(), port, &[("FERRY__SERVER__DRAIN_DELAY_SECS", "2")]).await;
-    let created: Value = client
-        .post(format!("{}/v1/uploads", process.address))
-        .json(&json!({"filename": "a.bin", "size": CHUNK}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let up = Upload::from_json(&created);
+    let up = process.create(&client, "a.bin", CHUNK as usize).await;
     let data = bytes(16, CHUNK as usize);
 
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();

@@ -2,7 +2,7 @@
 //! or read transaction, committed durably, so records survive a restart or `kill -9`.
 //! For a single instance; several instances share state through Redis instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,7 +22,6 @@ const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry_v1
 #[derive(Clone)]
 pub struct EmbeddedSessionStore {
     db: Arc<Database>,
-    path: PathBuf,
 }
 
 impl EmbeddedSessionStore {
@@ -30,18 +29,13 @@ impl EmbeddedSessionStore {
     pub fn open(dir: &Path) -> Result<Self, SessionError> {
         std::fs::create_dir_all(dir).map_err(SessionError::unavailable)?;
         let path = dir.join("sessions.redb");
-        let db = Database::create(&path).map_err(SessionError::unavailable)?;
+        let db = Database::create(path).map_err(SessionError::unavailable)?;
         let txn = db.begin_write().map_err(SessionError::unavailable)?;
         txn.open_table(UPLOADS).map_err(SessionError::unavailable)?;
         txn.open_table(PARTS).map_err(SessionError::unavailable)?;
         txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
         txn.commit().map_err(SessionError::unavailable)?;
-        Ok(Self { db: Arc::new(db), path })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// Runs `f` in one write transaction on a blocking thread and commits it.
