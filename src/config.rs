@@ -198,8 +198,9 @@ pub struct UploadSettings {
     pub require_chunk_md5: bool,
     /// How often the sweeper looks for expired uploads, in seconds.
     pub sweep_interval_secs: u64,
-    /// How long one request may hold the right to assemble an object before another may
-    /// take over, in seconds.
+    /// How long the right to assemble an object lasts unless renewed, in seconds. The job
+    /// that holds it renews it every third of this while it runs; if the instance dies,
+    /// another instance's sweeper finishes the upload within this plus one sweep interval.
     pub completion_lease_secs: u64,
 }
 
@@ -215,7 +216,7 @@ impl Default for UploadSettings {
             allowed_content_types: Vec::new(),
             require_chunk_md5: true,
             sweep_interval_secs: 60,
-            completion_lease_secs: 600,
+            completion_lease_secs: 60,
         }
     }
 }

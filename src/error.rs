@@ -155,13 +155,13 @@ impl ResponseError for ApiError {
 /// The problem code an upload error maps to.
 pub fn code_of(err: &UploadError) -> ErrorCode {
     match err {
-        UploadError::NotFound => ErrorCode::UploadNotFound,
+        UploadError::NotFound | UploadError::WrongState(UploadState::Expired) => ErrorCode::UploadNotFound,
         UploadError::WrongState(state) => match state {
             UploadState::Canceled => ErrorCode::UploadCanceled,
             UploadState::Completed => ErrorCode::UploadCompleted,
             UploadState::Completing => ErrorCode::UploadCompleting,
             UploadState::Failed => ErrorCode::UploadFailed,
-            UploadState::Uploading => ErrorCode::InternalError,
+            UploadState::Uploading | UploadState::Expired => ErrorCode::InternalError,
         },
         UploadError::InvalidRequest(_) => ErrorCode::InvalidRequest,
         UploadError::Plan(ChunkPlanError::FileTooLarge { .. }) | UploadError::FileTooLarge { .. } => {

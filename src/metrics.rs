@@ -17,6 +17,10 @@ pub struct Metrics {
     pub uploads_expired: IntCounter,
     /// Uploads whose assembly failed for good.
     pub uploads_failed: IntCounter,
+    /// Completion jobs the sweeper took over from a claimer that was gone.
+    pub completions_adopted: IntCounter,
+    /// Sweeper steps that failed for one upload (tried again later).
+    pub sweep_failures: IntCounter,
     /// Chunks stored and recorded.
     pub chunks_received: IntCounter,
     /// Chunk and form bytes stored.
@@ -53,6 +57,11 @@ impl Metrics {
             uploads_canceled: counter("uploads_canceled_total", "Uploads canceled by a client")?,
             uploads_expired: counter("uploads_expired_total", "Unfinished uploads removed after their TTL")?,
             uploads_failed: counter("uploads_failed_total", "Uploads whose assembly failed for good")?,
+            completions_adopted: counter(
+                "completions_adopted_total",
+                "Completion jobs the sweeper took over from a claimer that was gone",
+            )?,
+            sweep_failures: counter("sweep_failures_total", "Sweeper steps that failed for one upload")?,
             chunks_received: counter("chunks_received_total", "Chunks stored and recorded")?,
             bytes_received: counter("bytes_received_total", "Chunk and form bytes stored")?,
             redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis")?,

@@ -60,6 +60,7 @@ impl Application {
             chunks: u.chunk_policy(),
             ttl: secs(u.session_ttl_secs),
             lease: secs(u.completion_lease_secs),
+            sweep_interval: secs(u.sweep_interval_secs),
             allowed_content_types: u.allowed_content_types.clone(),
             require_chunk_md5: u.require_chunk_md5,
         };

@@ -13,7 +13,9 @@ pub type Metadata = BTreeMap<String, String>;
 /// Where an upload stands.
 ///
 /// `uploading -> completing -> completed | failed`, and `canceled` from any state but
-/// `completed` (and `completing` while a live claim is assembling the object).
+/// `completed` (and `completing` while a live claim is assembling the object). An
+/// `uploading` upload left idle past its expiry becomes `expired`: a tombstone the sweeper
+/// holds while it cleans the stored bytes, never shown to clients (they get 404).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UploadState {
@@ -27,12 +29,14 @@ pub enum UploadState {
     Failed,
     /// The client canceled; the stored chunks were removed.
     Canceled,
+    /// Left idle past its expiry; the sweeper is removing its stored chunks.
+    Expired,
 }
 
 impl UploadState {
     /// The state spelled as `as_str` gives it.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Uploading, Self::Completing, Self::Completed, Self::Failed, Self::Canceled]
+        [Self::Uploading, Self::Completing, Self::Completed, Self::Failed, Self::Canceled, Self::Expired]
             .into_iter()
             .find(|state| state.as_str() == s)
     }
@@ -45,7 +49,13 @@ impl UploadState {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::Expired => "expired",
         }
+    }
+
+    /// Whether the upload will change no more: only the sweeper removes it, when it expires.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Expired)
     }
 }
 
@@ -124,20 +134,45 @@ impl UploadRecord {
         self.received_chunks == self.plan.total_chunks()
     }
 
-    /// Whether whoever asks at `now` may take the claim to assemble the object.
+    /// Whether whoever asks at `now` may take the claim to assemble the object: every
+    /// chunk is in and nobody holds a live claim. An upload left `completing` is claimable
+    /// even past its expiry: its bytes are all there, and finishing it beats losing it.
     pub fn is_claimable(&self, now: Timestamp) -> bool {
-        matches!(self.state, UploadState::Uploading | UploadState::Completing)
-            && self.has_all_chunks()
-            && !self.has_live_claim(now)
+        let state_allows = match self.state {
+            UploadState::Completing => true,
+            UploadState::Uploading => !self.is_expired(now),
+            _ => false,
+        };
+        state_allows && self.has_all_chunks() && !self.has_live_claim(now)
     }
 
-    /// Takes the claim: the state becomes `completing` under a new fence.
+    /// Takes the claim: the state becomes `completing` under a new fence, and the upload
+    /// does not expire before the claim lapses.
     pub fn take_claim(&mut self, now: Timestamp, lease: chrono::Duration) -> Claim {
         self.fence += 1;
         let claim = Claim { fence: self.fence, until: now + lease };
         self.state = UploadState::Completing;
         self.claim = Some(claim);
         self.updated_at = now;
+        self.expires_at = self.expires_at.max(claim.until);
         claim
+    }
+
+    /// Whether `fence` names the live claim at `now` on an unexpired upload: what renewing
+    /// and finishing need.
+    pub fn holds_claim(&self, fence: u64, now: Timestamp) -> bool {
+        self.state == UploadState::Completing
+            && self.claim.is_some_and(|c| c.fence == fence && c.until > now)
+            && !self.is_expired(now)
+    }
+
+    /// When the sweeper must look at the upload next: when its claim lapses while it is
+    /// `completing`, else when it expires.
+    pub fn due_at(&self) -> Timestamp {
+        match (self.state, self.claim) {
+            (UploadState::Completing, Some(claim)) => claim.until.min(self.expires_at),
+            (UploadState::Completing, None) => self.updated_at.min(self.expires_at),
+            _ => self.expires_at,
+        }
     }
 }

@@ -51,6 +51,8 @@ pub enum RecordOutcome {
         /// Present when this call filled the last gap: the caller now holds the claim
         /// to assemble the object.
         claim: Option<Claim>,
+        /// The receipt this one replaced (a chunk sent again): its stored bytes may go.
+        replaced: Option<PartReceipt>,
     },
     /// The upload is not taking chunks in this state; nothing was stored.
     Refused(UploadState),
@@ -94,10 +96,30 @@ pub enum Finish {
     },
 }
 
-/// The contract every session backend meets; `contract::run_all` checks it.
+/// What `retire` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retired {
+    /// The upload is final and expired (an idle `uploading` one has just become an
+    /// `expired` tombstone under a new fence): the caller cleans its storage, then removes it.
+    Retired(Box<UploadRecord>),
+    /// Not due yet, or under a live claim: look again at this time.
+    NotDue(Timestamp),
+    /// Left `completing` by a claimer that is gone: the caller should claim it and finish
+    /// the job, never delete it.
+    Unfinished,
+    /// No such record.
+    NotFound,
+}
+
+/// The contract every session backend meets; `contract.rs` checks it.
 ///
 /// Times come from the caller (the service's clock), never from the backend, so that
 /// every instance agrees and tests can move time. Stores keep them to the millisecond.
+///
+/// The due index (`due`, `reschedule`) holds, for every upload, a time at or before the
+/// one when the sweeper must look at it ([`UploadRecord::due_at`]): when it expires, or when
+/// its claim lapses while it is `completing`. A store may keep an earlier time than that
+/// (the sweeper then looks, finds nothing to do and reschedules), never a later one.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new record; `AlreadyExists` if its id is taken.
@@ -110,8 +132,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn parts(&self, id: &UploadId) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError>;
 
     /// Atomically: if the upload is `uploading` and not expired at `now`, keeps the
-    /// receipt for `index`, counts the chunk if it is new, moves expiry to `now + ttl`,
-    /// and, if this filled the last gap, takes the claim for `lease`.
+    /// receipt for `index` (answering the one it replaced), counts the chunk if it is new,
+    /// moves expiry to `now + ttl`, and, if this filled the last gap, takes the claim for
+    /// `lease`.
     async fn record_part(
         &self,
         id: &UploadId,
@@ -122,13 +145,20 @@ pub trait SessionStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<RecordOutcome, SessionError>;
 
-    /// Takes the claim to assemble the object if every chunk is in and nobody holds a
-    /// live claim; `None` otherwise.
+    /// Takes the claim to assemble the object if the record is claimable at `now`
+    /// ([`UploadRecord::is_claimable`]), under a new fence, until `now + lease`; the
+    /// upload does not expire before then. `None` otherwise.
     async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError>;
 
-    /// Ends the claim with `fence`; `false` (and no change) if that claim is no longer
-    /// current. Completing or failing drops the chunk receipts and moves expiry to
-    /// `now + ttl`; reopening forgets the named receipts and moves expiry likewise.
+    /// Extends the live claim with `fence` to `now + lease` (and the expiry with it): the
+    /// heartbeat of a running completion. `false` if that claim lapsed or was taken over.
+    async fn renew(&self, id: &UploadId, fence: u64, now: Timestamp, lease: Duration) -> Result<bool, SessionError>;
+
+    /// Ends the claim with `fence`; `false` (and no change) unless that claim is live at
+    /// `now` on an unexpired record ([`UploadRecord::holds_claim`]). Completing or failing
+    /// drops the chunk receipts and moves expiry to `now + ttl`; reopening forgets the
+    /// named receipts and moves expiry likewise; releasing leaves the upload `completing`
+    /// with no claim, due at once.
     async fn finish(
         &self,
         id: &UploadId,
@@ -146,12 +176,24 @@ pub trait SessionStore: Send + Sync + 'static {
     /// a tombstone until `now + ttl`.
     async fn cancel(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<CancelOutcome, SessionError>;
 
-    /// Up to `limit` ids whose expiry is at or before `now`, oldest first.
-    async fn expired(&self, now: Timestamp, limit: usize) -> Result<Vec<UploadId>, SessionError>;
+    /// Up to `limit` entries of the due index at or before `now`, earliest first: each
+    /// upload id with the time it is indexed at.
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(UploadId, Timestamp)>, SessionError>;
 
-    /// Atomically deletes the upload and its receipts if it is still expired at `now`
-    /// and nobody holds a live claim; the deleted record. Of several concurrent callers,
-    /// exactly one gets it.
+    /// Moves the upload's due-index entry from `from` to `to` (the sweeper looks again
+    /// then), or drops it when `to` is `None` (an entry whose record is gone). An entry
+    /// at `from` that is gone already is no error.
+    async fn reschedule(&self, id: &UploadId, from: Timestamp, to: Option<Timestamp>) -> Result<(), SessionError>;
+
+    /// The sweeper's first step for an upload it found due: atomically, an upload that
+    /// is final and expired at `now` is answered as is; an `uploading` one expired at `now`
+    /// becomes `expired` under a new fence (so no late claimer can finish it) with its
+    /// receipts dropped; one left `completing` with no live claim is `Unfinished`.
+    async fn retire(&self, id: &UploadId, now: Timestamp) -> Result<Retired, SessionError>;
+
+    /// The sweeper's last step: atomically deletes the record, its receipts and its index
+    /// entry if it is final and expired at `now`; the deleted record. Of several
+    /// concurrent callers, exactly one gets it.
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError>;
 
     /// Checks that the store answers.

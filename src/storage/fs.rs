@@ -6,8 +6,10 @@
 //! <root>/.ferry/tmp/                      files being written; swept at start-up
 //! ```
 //!
-//! Every write goes to a temporary file, is flushed to disk, and is renamed into place:
-//! a reader never sees a torn chunk or a half object, and a failed write leaves nothing.
+//! Every write goes to a temporary file, is flushed to disk, and is renamed into place,
+//! and the folder is flushed after the rename: a reader never sees a torn chunk or a half
+//! object, a failed write leaves nothing, and what was acknowledged survives a power cut.
+//! A chunk sent again replaces the earlier send's file once its receipt is replaced.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{multipart_etag, ByteStream, ObjectStore, StagedUpload, StorageError, StoredObject};
+use super::{multipart_etag, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject};
 use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, UploadId};
 
 /// An `ObjectStore` on a local directory.
@@ -67,10 +69,22 @@ impl FsObjectStore {
         Ok(self.staging_dir(id).join(format!("{etag}.part")))
     }
 
+    /// A new temporary file, remaking the temporary folder if someone removed it.
+    async fn create_temp(&self) -> Result<(TempFile, tokio::fs::File), StorageError> {
+        let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
+        let file = match tokio::fs::File::create(&temp.path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tokio::fs::create_dir_all(self.tmp_dir()).await.map_err(StorageError::unavailable)?;
+                tokio::fs::File::create(&temp.path).await
+            }
+            other => other,
+        };
+        Ok((temp, file.map_err(StorageError::unavailable)?))
+    }
+
     /// Streams `body` into a new temporary file, hashing it, and refusing it past `max`.
     async fn write_temp(&self, mut body: ByteStream<'_>, max: u64) -> Result<(TempFile, Md5Hasher), StorageError> {
-        let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
-        let mut file = tokio::fs::File::create(&temp.path).await.map_err(StorageError::unavailable)?;
+        let (temp, mut file) = self.create_temp().await?;
         let mut hasher = Md5Hasher::new();
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(StorageError::Body)?;
@@ -88,9 +102,27 @@ impl FsObjectStore {
 
 #[async_trait(?Send)]
 impl ObjectStore for FsObjectStore {
-    async fn create_multipart(&self, _id: &UploadId, _key: &ObjectKey) -> Result<Option<String>, StorageError> {
-        // The staging folder appears with the first chunk: nothing to prepare.
+    async fn create_multipart(
+        &self,
+        _id: &UploadId,
+        _key: &ObjectKey,
+        _attributes: &ObjectAttributes,
+    ) -> Result<Option<String>, StorageError> {
+        // The staging folder appears with the first chunk: nothing to prepare. A file has
+        // no place for a content type or metadata; the session record keeps them.
         Ok(None)
+    }
+
+    async fn drop_part(
+        &self,
+        upload: &StagedUpload,
+        _index: ChunkIndex,
+        replaced: &PartReceipt,
+    ) -> Result<(), StorageError> {
+        match tokio::fs::remove_file(self.part_path(&upload.id, &replaced.etag)?).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::unavailable(e)),
+            _ => Ok(()),
+        }
     }
 
     #[tracing::instrument(name = "fs.put_part", skip_all, fields(upload_id = %upload.id, chunk = %index, len))]
@@ -131,23 +163,27 @@ impl ObjectStore for FsObjectStore {
         let etag = multipart_etag(parts.iter().map(|(_, p)| &p.md5));
         let path = self.object_path(&upload.key);
         let sources = parts.iter().map(|(_, p)| self.part_path(&upload.id, &p.etag)).collect::<Result<Vec<_>, _>>()?;
-        let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
-        let target = temp.path.clone();
-        let joined = tokio::task::spawn_blocking(move || concatenate(&sources, &target))
-            .await
-            .map_err(StorageError::unavailable)?;
-        let written = match joined {
-            Ok(written) => written,
+        let mut missing = Vec::new();
+        for ((index, _), source) in parts.iter().zip(&sources) {
+            if !tokio::fs::try_exists(source).await.map_err(StorageError::unavailable)? {
+                missing.push(*index);
+            }
+        }
+        if !missing.is_empty() {
             // An earlier call finished the job (its answer was lost): the parts are gone
-            // and the object is in place.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && is_file_of_size(&path, size).await => {
+            // and the object is in place. Otherwise those chunks must come again.
+            if missing.len() == parts.len() && is_file_of_size(&path, size).await {
                 return Ok(StoredObject { etag, size });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::Refused("a stored chunk is missing".into()));
-            }
-            Err(e) => return Err(StorageError::unavailable(e)),
-        };
+            return Err(StorageError::PartsChanged(missing));
+        }
+        let (temp, file) = self.create_temp().await?;
+        let file = file.into_std().await;
+        // A part that vanishes from here on is an error that passes: the next try finds it missing.
+        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
+            .await
+            .map_err(StorageError::unavailable)?
+            .map_err(StorageError::unavailable)?;
         if written != size {
             return Err(StorageError::Refused(format!("the assembled object has {written} bytes, not {size}")));
         }
@@ -173,6 +209,7 @@ impl ObjectStore for FsObjectStore {
         key: &ObjectKey,
         body: ByteStream<'_>,
         max_len: u64,
+        _attributes: &ObjectAttributes,
     ) -> Result<StoredObject, StorageError> {
         let (temp, hasher) = self.write_temp(body, max_len).await?;
         let size = hasher.len();
@@ -213,10 +250,9 @@ async fn is_file_of_size(path: &Path, size: u64) -> bool {
     tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file() && m.len() == size)
 }
 
-/// Appends every source file to `target` (the kernel copies: no bytes pass through
-/// user space on Linux), flushes it to disk, and returns its length.
-fn concatenate(sources: &[PathBuf], target: &Path) -> io::Result<u64> {
-    let mut out = std::fs::File::create(target)?;
+/// Appends every source file to `out` (the kernel copies: no bytes pass through user
+/// space on Linux), flushes it to disk, and returns its length.
+fn concatenate(sources: &[PathBuf], mut out: std::fs::File) -> io::Result<u64> {
     let mut written = 0;
     for source in sources {
         let mut part = std::fs::File::open(source)?;
@@ -237,10 +273,15 @@ impl TempFile {
         Self { path, persisted: false }
     }
 
-    /// Renames the file to `dest` (atomically replacing what is there).
+    /// Renames the file to `dest` (atomically replacing what is there), then flushes the
+    /// folder so the rename itself survives a crash.
     async fn persist(mut self, dest: &Path) -> Result<(), StorageError> {
         tokio::fs::rename(&self.path, dest).await.map_err(StorageError::unavailable)?;
         self.persisted = true;
+        if let Some(folder) = dest.parent() {
+            let folder = tokio::fs::File::open(folder).await.map_err(StorageError::unavailable)?;
+            folder.sync_all().await.map_err(StorageError::unavailable)?;
+        }
         Ok(())
     }
 }

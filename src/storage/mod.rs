@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::LocalBoxStream;
 
-use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId, UploadRecord};
+use crate::domain::{ChunkIndex, Md5Digest, Metadata, ObjectKey, PartReceipt, UploadId, UploadRecord};
 
 pub use fs::FsObjectStore;
 pub use s3::S3ObjectStore;
@@ -56,9 +56,10 @@ pub enum StorageError {
     #[error("the object storage is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Some stored parts no longer hold the bytes of their receipts (a concurrent corrupt
-    /// send overwrote them in a store that does not check `Content-MD5`); nothing was
-    /// assembled, and these chunks must be sent again.
-    #[error("stored parts {0:?} differ from their receipts")]
+    /// send overwrote them in a store that does not check `Content-MD5`), or are not there
+    /// (a part file lost, a listing that does not show it yet); nothing was assembled, and
+    /// these chunks must be sent again.
+    #[error("stored parts {0:?} differ from their receipts or are missing")]
     PartsChanged(Vec<ChunkIndex>),
     /// The storage refused for good (missing part, size mismatch, access denied).
     #[error("the object storage refused the request: {0}")]
@@ -97,6 +98,21 @@ impl From<&UploadRecord> for StagedUpload {
     }
 }
 
+/// What a finished object carries besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    /// Its content type, as the client declared it.
+    pub content_type: Option<String>,
+    /// The client's metadata; a store keeps what it can represent.
+    pub metadata: Metadata,
+}
+
+impl From<&UploadRecord> for ObjectAttributes {
+    fn from(record: &UploadRecord) -> Self {
+        Self { content_type: record.content_type.clone(), metadata: record.metadata.clone() }
+    }
+}
+
 /// A finished object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -109,8 +125,14 @@ pub struct StoredObject {
 /// The contract every storage backend meets; `contract::run_all` checks it.
 #[async_trait(?Send)]
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Prepares a multipart upload for `key`; the storage's own upload id, if it has one.
-    async fn create_multipart(&self, id: &UploadId, key: &ObjectKey) -> Result<Option<String>, StorageError>;
+    /// Prepares a multipart upload for `key`, whose object will carry `attributes`; the
+    /// storage's own upload id, if it has one.
+    async fn create_multipart(
+        &self,
+        id: &UploadId,
+        key: &ObjectKey,
+        attributes: &ObjectAttributes,
+    ) -> Result<Option<String>, StorageError>;
 
     /// Streams exactly `len` bytes of `body` into part `index`, hashing on the way. The
     /// part is kept only if the length and (when given) the MD5 match. Sends of one part
@@ -125,11 +147,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         expected_md5: Option<Md5Digest>,
     ) -> Result<PartReceipt, StorageError>;
 
+    /// Drops the bytes of an earlier send of part `index` whose receipt was replaced by a
+    /// later send. Idempotent; a store that overwrites a part in place has nothing to do.
+    async fn drop_part(
+        &self,
+        upload: &StagedUpload,
+        index: ChunkIndex,
+        replaced: &PartReceipt,
+    ) -> Result<(), StorageError>;
+
     /// Joins `parts` (every index, in order) into the object at the upload's key, which
     /// appears at once and whole; checks it holds `size` bytes; drops the staged parts.
-    /// Never assembles bytes other than the receipts': where stored parts changed, it
-    /// answers `PartsChanged` and assembles nothing. Completing again after a success
-    /// returns the same object.
+    /// Never assembles bytes other than the receipts': where stored parts changed or are
+    /// missing, it answers `PartsChanged` and assembles nothing. Completing again after a
+    /// success returns the same object.
     async fn complete(
         &self,
         upload: &StagedUpload,
@@ -140,12 +171,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Drops every staged part of the upload. Idempotent; never touches a finished object.
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError>;
 
-    /// Streams a body of unknown length (at most `max_len` bytes) into a whole object.
+    /// Streams a body of unknown length (at most `max_len` bytes) into a whole object
+    /// carrying `attributes`.
     async fn put_object(
         &self,
         key: &ObjectKey,
         body: ByteStream<'_>,
         max_len: u64,
+        attributes: &ObjectAttributes,
     ) -> Result<StoredObject, StorageError>;
 
     /// Deletes a finished object. Idempotent.

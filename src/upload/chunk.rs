@@ -1,9 +1,9 @@
 //! Taking one chunk, and assembling the object once the last gap is filled.
 
 use super::{UploadError, UploadService};
-use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadRecord, UploadState};
-use crate::session::{Finish, RecordOutcome};
-use crate::storage::{ByteStream, StagedUpload, StorageError};
+use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadState};
+use crate::session::RecordOutcome;
+use crate::storage::{ByteStream, StagedUpload};
 
 /// A stored chunk, and where its upload stands now.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub struct ChunkAccepted {
 impl UploadService {
     /// Stores chunk `index` of `len` bytes from `body`, checked against `md5`. The length
     /// is checked against the plan before a byte is read. A bad or broken body records
-    /// nothing. Filling the last gap assembles the object before returning.
+    /// nothing. Filling the last gap starts the completion job and waits for it.
     #[tracing::instrument(name = "Store a chunk", skip_all, fields(upload_id = %id, chunk = index, len))]
     pub async fn put_chunk(
         &self,
@@ -85,9 +85,15 @@ impl UploadService {
         let now = self.clock.now();
         let outcome = self.sessions.record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease).await?;
         match outcome {
-            RecordOutcome::Recorded { received_chunks, bytes_received, claim } => {
+            RecordOutcome::Recorded { received_chunks, bytes_received, claim, replaced } => {
+                if let Some(old) = replaced.filter(|old| *old != receipt) {
+                    // A chunk sent again: the earlier send's bytes are no longer needed.
+                    if let Err(err) = self.storage.drop_part(&staged, index, &old).await {
+                        tracing::warn!(upload_id = %id, error = %crate::error::chain(&err), "could not drop a replaced chunk");
+                    }
+                }
                 let state = match claim {
-                    Some(claim) => self.assemble(&record, claim.fence).await,
+                    Some(claim) => self.complete(record, claim).await,
                     None => UploadState::Uploading,
                 };
                 Ok(ChunkAccepted {
@@ -111,59 +117,5 @@ impl UploadService {
                 Err(UploadError::NotFound)
             }
         }
-    }
-
-    /// Assembles the object under the claim `fence` and records the outcome. Never fails:
-    /// a passing failure leaves the upload `completing` for the next status or resume call.
-    pub(super) async fn assemble(&self, record: &UploadRecord, fence: u64) -> UploadState {
-        match self.try_assemble(record, fence).await {
-            Ok(state) => state,
-            Err(err) => {
-                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly left for a retry");
-                UploadState::Completing
-            }
-        }
-    }
-
-    async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
-        let staged = StagedUpload::from(record);
-        let parts = self.sessions.parts(&record.id).await?;
-        let finish = match self.storage.complete(&staged, &parts, record.plan.size()).await {
-            Ok(object) => Finish::Completed { etag: object.etag },
-            Err(StorageError::PartsChanged(chunks)) => {
-                tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed; asking for them again");
-                Finish::Reopen { chunks }
-            }
-            Err(StorageError::Refused(reason)) => {
-                tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
-                self.discard(record, false).await;
-                Finish::Failed { error: "the stored chunks could not be assembled".into() }
-            }
-            Err(err) => {
-                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly failed; will retry");
-                Finish::Release
-            }
-        };
-        let now = self.clock.now();
-        if !self.sessions.finish(&record.id, fence, &finish, now, self.policy.ttl).await? {
-            // The claim lapsed and someone else moved on (a cancel, or another assembler).
-            let current = self.sessions.get(&record.id).await?.map(|r| r.state);
-            if current == Some(UploadState::Canceled) && matches!(finish, Finish::Completed { .. }) {
-                self.discard(record, true).await;
-            }
-            return Ok(current.unwrap_or(UploadState::Canceled));
-        }
-        Ok(match finish {
-            Finish::Completed { .. } => {
-                self.metrics.uploads_completed.inc();
-                UploadState::Completed
-            }
-            Finish::Failed { .. } => {
-                self.metrics.uploads_failed.inc();
-                UploadState::Failed
-            }
-            Finish::Release => UploadState::Completing,
-            Finish::Reopen { .. } => UploadState::Uploading,
-        })
     }
 }

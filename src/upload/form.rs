@@ -3,7 +3,7 @@
 
 use super::{check_metadata, UploadError, UploadService, UploadStatus};
 use crate::domain::{ChunkPlan, Metadata, ObjectKey, UploadId, UploadState};
-use crate::storage::{ByteStream, StoredObject};
+use crate::storage::{ByteStream, ObjectAttributes, StoredObject};
 
 /// A form file stored but not yet recorded; hand it to `register_form_upload` or
 /// `discard_form_file`.
@@ -29,7 +29,9 @@ impl UploadService {
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, filename);
-        let object = self.storage.put_object(&key, body, self.policy.chunks.max_file_size).await?;
+        // The form's text fields may come after the file: only the content type goes along.
+        let attributes = ObjectAttributes { content_type: content_type.clone(), ..ObjectAttributes::default() };
+        let object = self.storage.put_object(&key, body, self.policy.chunks.max_file_size, &attributes).await?;
         self.metrics.bytes_received.inc_by(object.size);
         Ok(FormFile { id, key, filename: filename.to_owned(), content_type, object })
     }

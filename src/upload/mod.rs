@@ -4,6 +4,7 @@
 //! Handlers call it; it never sees HTTP.
 
 mod chunk;
+mod complete;
 mod error;
 mod form;
 mod sweep;
@@ -17,7 +18,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
-use crate::storage::{ObjectStore, StagedUpload};
+use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
 pub use chunk::ChunkAccepted;
 pub use error::UploadError;
@@ -35,8 +36,10 @@ pub struct UploadPolicy {
     pub chunks: ChunkPolicy,
     /// Idle time before an upload expires; also how long finished uploads are remembered.
     pub ttl: Duration,
-    /// How long a claim to assemble an object lasts.
+    /// How long a claim to assemble an object lasts unless its heartbeat renews it.
     pub lease: Duration,
+    /// How often the sweeper runs; a record it cannot handle waits a few of these.
+    pub sweep_interval: Duration,
     /// Accepted content types; empty accepts any.
     pub allowed_content_types: Vec<String>,
     /// Whether chunks must carry an MD5.
@@ -67,11 +70,13 @@ pub struct UploadStatus {
     pub missing_chunks: Vec<u32>,
 }
 
-/// Opens uploads, takes chunks, assembles, cancels and expires them.
+/// Opens uploads, takes chunks, assembles, cancels and expires them. Cloning is cheap
+/// and shares everything: a completion job takes a clone along.
+#[derive(Clone)]
 pub struct UploadService {
     sessions: Arc<dyn SessionStore>,
     storage: Arc<dyn ObjectStore>,
-    policy: UploadPolicy,
+    policy: Arc<UploadPolicy>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
@@ -85,7 +90,7 @@ impl UploadService {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
-        Self { sessions, storage, policy, clock, metrics }
+        Self { sessions, storage, policy: Arc::new(policy), clock, metrics }
     }
 
     /// Opens an upload. An empty file is stored at once and comes back `completed`.
@@ -99,12 +104,14 @@ impl UploadService {
         let key = ObjectKey::new(&id, &new.filename);
         let now = self.clock.now();
         let mut record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, now);
+        let attributes = ObjectAttributes::from(&record);
         if plan.size() == 0 {
-            let object = self.storage.put_object(&record.key, Box::pin(futures_util::stream::empty()), 0).await?;
+            let empty = Box::pin(futures_util::stream::empty());
+            let object = self.storage.put_object(&record.key, empty, 0, &attributes).await?;
             record.state = UploadState::Completed;
             record.etag = Some(object.etag);
         } else {
-            record.storage_upload_id = self.storage.create_multipart(&id, &record.key).await?;
+            record.storage_upload_id = self.storage.create_multipart(&id, &record.key, &attributes).await?;
         }
         if let Err(err) = self.sessions.insert(&record).await {
             self.discard(&record, true).await;
@@ -169,7 +176,7 @@ impl UploadService {
     async fn report(&self, mut record: UploadRecord) -> Result<UploadStatus, UploadError> {
         if record.is_claimable(self.clock.now()) {
             if let Some(claim) = self.sessions.claim(&record.id, self.clock.now(), self.policy.lease).await? {
-                self.assemble(&record, claim.fence).await;
+                self.complete(record.clone(), claim).await;
             }
             record = self.sessions.get(&record.id).await?.ok_or(UploadError::NotFound)?;
         }

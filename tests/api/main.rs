@@ -8,6 +8,7 @@ mod access;
 mod chunks;
 mod cli;
 mod cluster;
+mod completion;
 mod create;
 mod expiry;
 mod form;

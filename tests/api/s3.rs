@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ferry::domain::{ChunkIndex, Md5Digest, ObjectKey, UploadId};
 use ferry::storage::contract::{body, bytes};
-use ferry::storage::{ObjectStore, S3ObjectStore, StagedUpload, StorageError};
+use ferry::storage::{ObjectAttributes, ObjectStore, S3ObjectStore, StagedUpload, StorageError};
 
 use crate::support::s3::{free_port, settings_at, S3Server, BUCKET, PREFIX};
 
@@ -66,7 +66,7 @@ const MIB: usize = 1024 * 1024;
 async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let id = UploadId::new();
     let key = ObjectKey::new(&id, "s3.bin");
-    let storage_upload_id = store.create_multipart(&id, &key).await.unwrap();
+    let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
     StagedUpload { id, key, storage_upload_id }
 }
 
@@ -106,7 +106,7 @@ async fn a_part_replaced_behind_its_receipt_is_reported_changed(store: &S3Object
 async fn a_form_body_larger_than_a_part_goes_up_in_parts(store: &S3ObjectStore) {
     let key = ObjectKey::new(&UploadId::new(), "form.bin");
     let data = bytes(22, 8 * MIB + 1000);
-    let object = store.put_object(&key, body(&data), 20 * MIB as u64).await.unwrap();
+    let object = store.put_object(&key, body(&data), 20 * MIB as u64, &ObjectAttributes::default()).await.unwrap();
     assert_eq!(object.size, data.len() as u64);
     assert!(object.etag.ends_with("-2"), "two parts: {}", object.etag);
     let stored = ferry::storage::contract::Inspect::object(store, &key).await.unwrap();
@@ -117,7 +117,7 @@ async fn a_form_body_past_the_limit_after_a_part_leaves_nothing(server: &S3Serve
     let key = ObjectKey::new(&UploadId::new(), "too-big.bin");
     let data = bytes(23, 9 * MIB);
     let max = 8 * MIB as u64 + 10;
-    let err = store.put_object(&key, body(&data), max).await.unwrap_err();
+    let err = store.put_object(&key, body(&data), max, &ObjectAttributes::default()).await.unwrap_err();
     assert!(matches!(err, StorageError::TooLarge { max: m } if m == max), "{err:?}");
     assert_eq!(ferry::storage::contract::Inspect::object(store, &key).await, None);
     // Where the store lists multipart uploads (moto does, s3s-fs does not), none is left.
@@ -129,7 +129,7 @@ async fn a_form_body_past_the_limit_after_a_part_leaves_nothing(server: &S3Serve
 
 async fn objects_live_under_the_prefix(server: &S3Server, store: &S3ObjectStore) {
     let key = ObjectKey::new(&UploadId::new(), "prefixed.txt");
-    store.put_object(&key, body(b"hello"), 10).await.unwrap();
+    store.put_object(&key, body(b"hello"), 10, &ObjectAttributes::default()).await.unwrap();
     let head = server.client().head_object().bucket(BUCKET).key(format!("{PREFIX}/{key}")).send().await;
     assert_eq!(head.expect("the object under the prefix").content_length(), Some(5));
 }

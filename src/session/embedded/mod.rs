@@ -10,12 +10,13 @@ use chrono::Duration;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::codec::{decode_receipt, decode_record, encode};
-use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
+use super::{CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore};
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
 const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts_v1");
-/// (expires_at in ms, upload id): the sweeper's index of what expires when.
+/// (due time in ms, upload id): the sweeper's index of what to look at when. Kept exact:
+/// every write of a record moves its entry to the record's `due_at`.
 const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry_v1");
 
 /// A `SessionStore` kept in `<dir>/sessions.redb`.
@@ -92,15 +93,13 @@ impl<'txn> Tables<'txn> {
         Ok(self.load(id)?.filter(|r| !r.is_expired(now)))
     }
 
-    /// Writes `record`, moving its expiry index entry from `old_expiry`.
-    fn save(&mut self, record: &UploadRecord, old_expiry: Option<Timestamp>) -> Result<(), SessionError> {
+    /// Writes `record`, moving its due-index entry from `old_due` to its `due_at`.
+    fn save(&mut self, record: &UploadRecord, old_due: Option<Timestamp>) -> Result<(), SessionError> {
         let id = record.id.to_string();
-        if let Some(old) = old_expiry {
+        if let Some(old) = old_due {
             self.expiry.remove((old.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
         }
-        self.expiry
-            .insert((record.expires_at.timestamp_millis(), id.as_str()), ())
-            .map_err(SessionError::unavailable)?;
+        self.expiry.insert((record.due_at().timestamp_millis(), id.as_str()), ()).map_err(SessionError::unavailable)?;
         self.uploads.insert(id.as_str(), encode(record)?.as_slice()).map_err(SessionError::unavailable)?;
         Ok(())
     }
@@ -122,7 +121,7 @@ impl<'txn> Tables<'txn> {
     fn remove(&mut self, record: &UploadRecord) -> Result<(), SessionError> {
         let id = record.id.to_string();
         self.drop_parts(&id)?;
-        self.expiry.remove((record.expires_at.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
+        self.expiry.remove((record.due_at().timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
         self.uploads.remove(id.as_str()).map_err(SessionError::unavailable)?;
         Ok(())
     }
@@ -199,15 +198,16 @@ impl SessionStore for EmbeddedSessionStore {
                 record.received_chunks += 1;
                 record.bytes_received += receipt.size;
             }
-            let old_expiry = record.expires_at;
+            let old_due = record.due_at();
             record.updated_at = now;
             record.expires_at = now + ttl;
             let claim = (previous.is_none() && record.is_claimable(now)).then(|| record.take_claim(now, lease));
-            t.save(&record, Some(old_expiry))?;
+            t.save(&record, Some(old_due))?;
             Ok(RecordOutcome::Recorded {
                 received_chunks: record.received_chunks,
                 bytes_received: record.bytes_received,
                 claim,
+                replaced: previous,
             })
         })
         .await
@@ -217,15 +217,36 @@ impl SessionStore for EmbeddedSessionStore {
     async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError> {
         let id = id.to_string();
         self.write(move |t| {
-            let Some(mut record) = t.load_live(&id, now)? else {
+            let Some(mut record) = t.load(&id)? else {
                 return Ok(None);
             };
             if !record.is_claimable(now) {
                 return Ok(None);
             }
+            let old_due = record.due_at();
             let claim = record.take_claim(now, lease);
-            t.save(&record, Some(record.expires_at))?;
+            t.save(&record, Some(old_due))?;
             Ok(Some(claim))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.renew", skip_all, fields(upload_id = %id, fence))]
+    async fn renew(&self, id: &UploadId, fence: u64, now: Timestamp, lease: Duration) -> Result<bool, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load(&id)? else {
+                return Ok(false);
+            };
+            if !record.holds_claim(fence, now) {
+                return Ok(false);
+            }
+            let old_due = record.due_at();
+            let until = now + lease;
+            record.claim = Some(Claim { fence, until });
+            record.expires_at = record.expires_at.max(until);
+            t.save(&record, Some(old_due))?;
+            Ok(true)
         })
         .await
     }
@@ -244,11 +265,10 @@ impl SessionStore for EmbeddedSessionStore {
             let Some(mut record) = t.load(&id)? else {
                 return Ok(false);
             };
-            let current = record.state == UploadState::Completing && record.claim.is_some_and(|c| c.fence == fence);
-            if !current {
+            if !record.holds_claim(fence, now) {
                 return Ok(false);
             }
-            let old_expiry = record.expires_at;
+            let old_due = record.due_at();
             record.claim = None;
             record.updated_at = now;
             match outcome {
@@ -280,7 +300,7 @@ impl SessionStore for EmbeddedSessionStore {
                 UploadState::Uploading => record.expires_at = now + ttl,
                 _ => {}
             }
-            t.save(&record, Some(old_expiry))?;
+            t.save(&record, Some(old_due))?;
             Ok(true)
         })
         .await
@@ -295,9 +315,9 @@ impl SessionStore for EmbeddedSessionStore {
             if record.state == UploadState::Canceled {
                 return Ok(None);
             }
-            let old_expiry = record.expires_at;
+            let old_due = record.due_at();
             record.expires_at = now + ttl;
-            t.save(&record, Some(old_expiry))?;
+            t.save(&record, Some(old_due))?;
             Ok(Some(record))
         })
         .await
@@ -320,26 +340,75 @@ impl SessionStore for EmbeddedSessionStore {
             record.updated_at = now;
             record.expires_at = now + ttl;
             t.drop_parts(&id)?;
-            t.save(&record, Some(before.expires_at))?;
+            t.save(&record, Some(before.due_at()))?;
             Ok(CancelOutcome::Canceled(Box::new(before)))
         })
         .await
     }
 
-    async fn expired(&self, now: Timestamp, limit: usize) -> Result<Vec<UploadId>, SessionError> {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(UploadId, Timestamp)>, SessionError> {
         let db = Arc::clone(&self.db);
         run_blocking(move || {
             let txn = db.begin_read().map_err(SessionError::unavailable)?;
             let expiry = txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
             let due =
                 expiry.range(..(now.timestamp_millis().saturating_add(1), "")).map_err(SessionError::unavailable)?;
-            let mut ids = Vec::new();
-            for entry in due.take(limit) {
+            let mut entries = Vec::new();
+            for entry in due {
                 let (key, _) = entry.map_err(SessionError::unavailable)?;
-                let id = key.value().1.parse().map_err(|_| SessionError::Corrupt("bad id in expiry index".into()))?;
-                ids.push(id);
+                let (at, id) = key.value();
+                // An entry this release cannot read is skipped, not allowed to stop the sweep.
+                let (Ok(id), Some(at)) = (id.parse(), chrono::DateTime::from_timestamp_millis(at)) else { continue };
+                entries.push((id, at));
+                if entries.len() == limit {
+                    break;
+                }
             }
-            Ok(ids)
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn reschedule(&self, id: &UploadId, from: Timestamp, to: Option<Timestamp>) -> Result<(), SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            t.expiry.remove((from.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
+            if let Some(to) = to {
+                t.expiry.insert((to.timestamp_millis(), id.as_str()), ()).map_err(SessionError::unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.retire", skip_all, fields(upload_id = %id))]
+    async fn retire(&self, id: &UploadId, now: Timestamp) -> Result<Retired, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load(&id)? else {
+                return Ok(Retired::NotFound);
+            };
+            if record.has_live_claim(now) {
+                return Ok(Retired::NotDue(record.due_at()));
+            }
+            if record.state == UploadState::Completing {
+                return Ok(Retired::Unfinished);
+            }
+            if !record.is_expired(now) {
+                return Ok(Retired::NotDue(record.due_at()));
+            }
+            if record.state == UploadState::Uploading {
+                let old_due = record.due_at();
+                let before = record.clone();
+                record.state = UploadState::Expired;
+                record.fence += 1;
+                record.claim = None;
+                record.updated_at = now;
+                t.drop_parts(&id)?;
+                t.save(&record, Some(old_due))?;
+                return Ok(Retired::Retired(Box::new(before)));
+            }
+            Ok(Retired::Retired(Box::new(record)))
         })
         .await
     }
@@ -351,7 +420,7 @@ impl SessionStore for EmbeddedSessionStore {
             let Some(record) = t.load(&id)? else {
                 return Ok(None);
             };
-            if !record.is_expired(now) || record.has_live_claim(now) {
+            if !record.is_expired(now) || !record.state.is_final() {
                 return Ok(None);
             }
             t.remove(&record)?;

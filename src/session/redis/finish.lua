@@ -1,9 +1,10 @@
 -- End a claim. KEYS: upload, parts. ARGV: fence, outcome (completed | failed | release |
 -- reopen), text (etag or error), now, ttl, margin, then the chunks to forget (reopen).
--- Returns 1, or 0 when the fence is not current.
-local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence')
-if f[1] ~= 'completing' or tonumber(f[2]) ~= tonumber(ARGV[1]) then return 0 end
+-- Returns 1, or 0 unless that claim is live on an unexpired record.
 local now = tonumber(ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires')
+if f[1] ~= 'completing' or tonumber(f[2]) ~= tonumber(ARGV[1]) then return 0 end
+if tonumber(f[3]) <= now or tonumber(f[4]) <= now then return 0 end
 local expires = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'claim_fence', 0, 'claim_until', 0, 'updated', now)
 local outcome = ARGV[2]

@@ -1,9 +1,12 @@
 //! The Redis session store, shared by every instance. Each state change is one Lua script
 //! over the upload's own keys, which share a hash tag (`<prefix>:v1:{<id>}:…`, ready for
-//! Redis Cluster). The expiry index, a sorted set, is updated in the same pipeline, so a
-//! chunk costs two round trips in all: read the record, then record the chunk. Calls share
-//! one multiplexed connection while it works; the pool makes and checks a new one when
-//! it breaks.
+//! Redis Cluster). The due index, a sorted set, is a key of its own; scripts cannot touch
+//! it atomically, so it holds a lower bound of each upload's due time: calls that may
+//! start a claim lower the entry (`ZADD LT`, in the same round trip), and the sweeper
+//! moves an entry it finds early to the record's real due time. A chunk costs two round
+//! trips in all: read the record, then record the chunk. Calls share one multiplexed
+//! connection while it works; the pool makes and checks a new one when it breaks.
+//! Needs Redis 6.2 or later (`ZADD LT`).
 
 mod fields;
 
@@ -19,7 +22,7 @@ use redis::{FromRedisValue, Script};
 
 use self::fields::{from_fields, ms, pairs, to_fields};
 use super::codec::{decode_receipt, encode};
-use super::{CancelOutcome, Finish, RecordOutcome, SessionError, SessionStore};
+use super::{CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore};
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
 /// How long past its expiry Redis itself drops a record the sweepers never reached.
@@ -31,10 +34,39 @@ struct Scripts {
     insert: Script,
     record: Script,
     claim: Script,
+    renew: Script,
     finish: Script,
     touch: Script,
     cancel: Script,
+    retire: Script,
     remove: Script,
+    reschedule: Script,
+}
+
+impl Scripts {
+    fn all(&self) -> [&Script; 10] {
+        [
+            &self.insert,
+            &self.record,
+            &self.claim,
+            &self.renew,
+            &self.finish,
+            &self.touch,
+            &self.cancel,
+            &self.retire,
+            &self.remove,
+            &self.reschedule,
+        ]
+    }
+}
+
+/// How a call moves the upload's entry in the due index.
+#[derive(Debug, Clone, Copy)]
+enum Index {
+    /// Adds the entry at this time (a new upload).
+    Add(Timestamp),
+    /// Moves the entry to this time if that is earlier (a claim may start or go on).
+    Lower(Timestamp),
 }
 
 /// A `SessionStore` in Redis.
@@ -63,10 +95,13 @@ impl RedisSessionStore {
             insert: Script::new(include_str!("insert.lua")),
             record: Script::new(include_str!("record.lua")),
             claim: Script::new(include_str!("claim.lua")),
+            renew: Script::new(include_str!("renew.lua")),
             finish: Script::new(include_str!("finish.lua")),
             touch: Script::new(include_str!("touch.lua")),
             cancel: Script::new(include_str!("cancel.lua")),
+            retire: Script::new(include_str!("retire.lua")),
             remove: Script::new(include_str!("remove.lua")),
+            reschedule: Script::new(include_str!("reschedule.lua")),
         };
         Ok(Self { pool, shared: Arc::default(), prefix: prefix.to_owned(), scripts, round_trips })
     }
@@ -104,15 +139,15 @@ impl RedisSessionStore {
         call.await.map_err(SessionError::unavailable)?
     }
 
-    /// Runs `script` on the upload's keys, and moves the upload's entry in the expiry
-    /// index to `expires` in the same round trip when given. A Redis that lost its
-    /// script cache (a restart) costs one more trip to load it again.
+    /// Runs `script` on the upload's keys, and moves the upload's entry in the due
+    /// index as `index` says in the same round trip. A Redis that lost its script cache
+    /// (a restart) costs one more trip to load it again.
     async fn run<T: FromRedisValue + Send + 'static>(
         &self,
         script: &Script,
         id: &UploadId,
         args: &[String],
-        expires: Option<Timestamp>,
+        index: Option<Index>,
     ) -> Result<T, SessionError> {
         let mut invocation = script.key(self.upload_key(id));
         invocation.key(self.parts_key(id));
@@ -121,8 +156,14 @@ impl RedisSessionStore {
         }
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
-        if let Some(expires) = expires {
-            pipe.zadd(self.expiry_key(), id.to_string(), ms(expires)).ignore();
+        match index {
+            Some(Index::Add(at)) => {
+                pipe.zadd(self.expiry_key(), id.to_string(), ms(at)).ignore();
+            }
+            Some(Index::Lower(at)) => {
+                pipe.cmd("ZADD").arg(self.expiry_key()).arg("LT").arg(ms(at)).arg(id.to_string()).ignore();
+            }
+            None => {}
         }
         match self.query::<(T,)>(&pipe).await {
             Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
@@ -136,9 +177,8 @@ impl RedisSessionStore {
     /// Loads every script into Redis's script cache, in one round trip. Done at start-up
     /// and again whenever Redis has lost its cache (after a restart).
     pub async fn load_scripts(&self) -> Result<(), SessionError> {
-        let s = &self.scripts;
         let mut pipe = redis::pipe();
-        for script in [&s.insert, &s.record, &s.claim, &s.finish, &s.touch, &s.cancel, &s.remove] {
+        for script in self.scripts.all() {
             pipe.load_script(script).ignore();
         }
         self.query::<()>(&pipe).await
@@ -203,7 +243,7 @@ impl SessionStore for RedisSessionStore {
             args.push(field.to_owned());
             args.push(value);
         }
-        let created: i64 = self.run(&self.scripts.insert, &record.id, &args, Some(record.expires_at)).await?;
+        let created: i64 = self.run(&self.scripts.insert, &record.id, &args, Some(Index::Add(record.due_at()))).await?;
         if created == 1 {
             Ok(())
         } else {
@@ -253,7 +293,9 @@ impl SessionStore for RedisSessionStore {
             millis(lease),
             margin(),
         ];
-        let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(now + ttl)).await?;
+        // Any chunk may be the one that fills the last gap and takes the claim.
+        let index = Index::Lower(now + lease);
+        let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(index)).await?;
         match tagged(&reply) {
             ("ok", rest) => {
                 let fence: u64 = number(rest.get(2))?;
@@ -261,10 +303,15 @@ impl SessionStore for RedisSessionStore {
                     0 => None,
                     fence => Some(Claim { fence, until: time(number(rest.get(3))?)? }),
                 };
+                let replaced = match rest.get(4).map(String::as_str) {
+                    None | Some("") => None,
+                    Some(old) => Some(decode_receipt(old.as_bytes())?),
+                };
                 Ok(RecordOutcome::Recorded {
                     received_chunks: number(rest.first())?,
                     bytes_received: number(rest.get(1))?,
                     claim,
+                    replaced,
                 })
             }
             ("refused", rest) => Ok(RecordOutcome::Refused(state_of(rest)?)),
@@ -274,12 +321,19 @@ impl SessionStore for RedisSessionStore {
 
     #[tracing::instrument(name = "redis.claim", skip_all, fields(upload_id = %id))]
     async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError> {
-        let args = [ms(now).to_string(), millis(lease)];
-        let reply: Vec<i64> = self.run(&self.scripts.claim, id, &args, None).await?;
+        let args = [ms(now).to_string(), millis(lease), margin()];
+        let reply: Vec<i64> = self.run(&self.scripts.claim, id, &args, Some(Index::Lower(now + lease))).await?;
         match reply.as_slice() {
             [fence, until] => Ok(Some(Claim { fence: u64::try_from(*fence).unwrap_or(0), until: time(*until)? })),
             _ => Ok(None),
         }
+    }
+
+    #[tracing::instrument(name = "redis.renew", skip_all, fields(upload_id = %id, fence))]
+    async fn renew(&self, id: &UploadId, fence: u64, now: Timestamp, lease: Duration) -> Result<bool, SessionError> {
+        let args = [fence.to_string(), ms(now).to_string(), millis(lease), margin()];
+        let renewed: i64 = self.run(&self.scripts.renew, id, &args, Some(Index::Lower(now + lease))).await?;
+        Ok(renewed == 1)
     }
 
     #[tracing::instrument(name = "redis.finish", skip_all, fields(upload_id = %id, fence))]
@@ -299,14 +353,14 @@ impl SessionStore for RedisSessionStore {
         };
         let mut args = vec![fence.to_string(), kind.into(), text.into(), ms(now).to_string(), millis(ttl), margin()];
         args.extend(chunks.iter().map(|c| c.0.to_string()));
-        let moves_expiry = !matches!(outcome, Finish::Release);
-        let done: i64 = self.run(&self.scripts.finish, id, &args, moves_expiry.then(|| now + ttl)).await?;
+        // Every outcome leaves the upload due no earlier than the claim's entry says.
+        let done: i64 = self.run(&self.scripts.finish, id, &args, None).await?;
         Ok(done == 1)
     }
 
     async fn touch(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<Option<UploadRecord>, SessionError> {
         let args = [ms(now).to_string(), millis(ttl), margin()];
-        let reply: Vec<String> = self.run(&self.scripts.touch, id, &args, Some(now + ttl)).await?;
+        let reply: Vec<String> = self.run(&self.scripts.touch, id, &args, None).await?;
         if reply.is_empty() {
             return Ok(None);
         }
@@ -316,7 +370,7 @@ impl SessionStore for RedisSessionStore {
     #[tracing::instrument(name = "redis.cancel", skip_all, fields(upload_id = %id))]
     async fn cancel(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<CancelOutcome, SessionError> {
         let args = [ms(now).to_string(), millis(ttl), margin()];
-        let reply: Vec<String> = self.run(&self.scripts.cancel, id, &args, Some(now + ttl)).await?;
+        let reply: Vec<String> = self.run(&self.scripts.cancel, id, &args, None).await?;
         match tagged(&reply) {
             ("canceled", before) => Ok(CancelOutcome::Canceled(Box::new(from_fields(&pairs(before))?))),
             ("refused", rest) => Ok(CancelOutcome::Refused(state_of(rest)?)),
@@ -324,7 +378,7 @@ impl SessionStore for RedisSessionStore {
         }
     }
 
-    async fn expired(&self, now: Timestamp, limit: usize) -> Result<Vec<UploadId>, SessionError> {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(UploadId, Timestamp)>, SessionError> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZRANGE")
             .arg(self.expiry_key())
@@ -333,9 +387,39 @@ impl SessionStore for RedisSessionStore {
             .arg("BYSCORE")
             .arg("LIMIT")
             .arg(0)
-            .arg(limit);
-        let (ids,): (Vec<String>,) = self.query(&pipe).await?;
-        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+            .arg(limit)
+            .arg("WITHSCORES");
+        let (entries,): (Vec<(String, f64)>,) = self.query(&pipe).await?;
+        // An entry this release cannot read is skipped, not allowed to stop the sweep.
+        Ok(entries
+            .iter()
+            .filter_map(|(id, at)| Some((id.parse().ok()?, chrono::DateTime::from_timestamp_millis(*at as i64)?)))
+            .collect())
+    }
+
+    async fn reschedule(&self, id: &UploadId, from: Timestamp, to: Option<Timestamp>) -> Result<(), SessionError> {
+        let mut invocation = self.scripts.reschedule.key(self.expiry_key());
+        invocation.arg(id.to_string()).arg(ms(from)).arg(to.map(|t| ms(t).to_string()).unwrap_or_default());
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation).ignore();
+        match self.query::<()>(&pipe).await {
+            Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
+                self.load_scripts().await?;
+                self.query::<()>(&pipe).await
+            }
+            other => other,
+        }
+    }
+
+    #[tracing::instrument(name = "redis.retire", skip_all, fields(upload_id = %id))]
+    async fn retire(&self, id: &UploadId, now: Timestamp) -> Result<Retired, SessionError> {
+        let reply: Vec<String> = self.run(&self.scripts.retire, id, &[ms(now).to_string()], None).await?;
+        match tagged(&reply) {
+            ("retired", before) => Ok(Retired::Retired(Box::new(from_fields(&pairs(before))?))),
+            ("due", rest) => Ok(Retired::NotDue(time(number(rest.first())?)?)),
+            ("unfinished", _) => Ok(Retired::Unfinished),
+            _ => Ok(Retired::NotFound),
+        }
     }
 
     #[tracing::instrument(name = "redis.remove_expired", skip_all, fields(upload_id = %id))]

@@ -1,13 +1,14 @@
 -- Record one stored chunk. KEYS: upload, parts. ARGV: index, receipt, size, now, ttl,
--- lease, margin. Returns {'ok', received, bytes, fence, claim_until} (fence 0: no claim),
--- {'refused', state} or {'missing'}.
+-- lease, margin. Returns {'ok', received, bytes, fence, claim_until, replaced receipt or
+-- ''} (fence 0: no claim), {'refused', state} or {'missing'}.
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'total')
 if not f[1] or tonumber(f[2]) <= now then return {'missing'} end
 if f[1] ~= 'uploading' then return {'refused', f[1]} end
-local new = redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local previous = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local received, bytes
-if new == 1 then
+if not previous then
   received = redis.call('HINCRBY', KEYS[1], 'received', 1)
   bytes = redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
 else
@@ -15,13 +16,14 @@ else
   received, bytes = tonumber(c[1]), tonumber(c[2])
 end
 local expires = now + tonumber(ARGV[5])
-redis.call('HSET', KEYS[1], 'updated', now, 'expires', expires)
 local fence, claim_until = 0, 0
-if new == 1 and received == tonumber(f[3]) then
+if not previous and received == tonumber(f[3]) then
   fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
   claim_until = now + tonumber(ARGV[6])
+  expires = math.max(expires, claim_until)
   redis.call('HSET', KEYS[1], 'state', 'completing', 'claim_fence', fence, 'claim_until', claim_until)
 end
+redis.call('HSET', KEYS[1], 'updated', now, 'expires', expires)
 redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[7]))
 redis.call('PEXPIREAT', KEYS[2], expires + tonumber(ARGV[7]))
-return {'ok', received, bytes, fence, claim_until}
+return {'ok', received, bytes, fence, claim_until, previous or ''}

@@ -20,7 +20,9 @@ pub(super) enum Listing {
     Intact,
     /// These chunks' parts hold other bytes than their receipts.
     Changed(Vec<ChunkIndex>),
-    /// The upload or a part is not there (assembled already, or lost).
+    /// These chunks' parts are not listed (assembled already, not listed yet, or lost).
+    Missing(Vec<ChunkIndex>),
+    /// The multipart upload is not there (assembled already, or aborted).
     Gone(String),
 }
 
@@ -66,15 +68,20 @@ impl S3ObjectStore {
             Err(err) => return Err(errors::storage(err)),
         };
         let mut changed = Vec::new();
+        let mut missing = Vec::new();
         for (index, receipt) in receipts {
             let Some(part) = stored.get(&part_number(*index)?) else {
-                return Ok(Listing::Gone(format!("chunk {index} is not stored")));
+                missing.push(*index);
+                continue;
             };
             let size_differs = part.size.is_some_and(|s| u64::try_from(s).ok() != Some(receipt.size));
             let etag_differs = part.e_tag.as_deref().is_some_and(|e| unquote(e) != receipt.etag);
             if size_differs || etag_differs {
                 changed.push(*index);
             }
+        }
+        if !missing.is_empty() {
+            return Ok(Listing::Missing(missing));
         }
         let total: u64 = receipts.iter().map(|(_, r)| r.size).sum();
         if changed.is_empty() && total != size {

@@ -37,7 +37,7 @@ use futures_util::future::{self, Either};
 
 use self::assemble::Listing;
 use self::connect::{call_timeouts, CHECK_TIMEOUT};
-use super::{ByteStream, ObjectStore, StagedUpload, StorageError, StoredObject};
+use super::{ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject};
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
 /// Parts of bodies of unknown length (S3 needs 5 MiB but for the last part).
@@ -63,8 +63,10 @@ impl S3ObjectStore {
         format!("{}{key}", self.prefix)
     }
 
-    async fn create(&self, key: &str) -> Result<String, StorageError> {
-        let out = errors::on_io(self.client.create_multipart_upload().bucket(&self.bucket).key(key).send()).await;
+    async fn create(&self, key: &str, attributes: &ObjectAttributes) -> Result<String, StorageError> {
+        let request = self.client.create_multipart_upload().bucket(&self.bucket).key(key);
+        let request = request.set_content_type(attributes.content_type.clone()).set_metadata(user_metadata(attributes));
+        let out = errors::on_io(request.send()).await;
         let upload_id = out.map_err(errors::storage)?.upload_id;
         upload_id.ok_or_else(|| StorageError::Refused("the store gave no multipart upload id".into()))
     }
@@ -111,14 +113,40 @@ impl S3ObjectStore {
     }
 
     /// A body that fit in one part, as a plain object.
-    async fn put_whole(&self, key: &str, data: Bytes) -> Result<StoredObject, StorageError> {
+    async fn put_whole(
+        &self,
+        key: &str,
+        data: Bytes,
+        attributes: &ObjectAttributes,
+    ) -> Result<StoredObject, StorageError> {
         let md5 = Md5Digest::of(&data);
         let size = data.len() as u64;
         let request = self.client.put_object().bucket(&self.bucket).key(key).content_length(data.len() as i64);
+        let request = request.set_content_type(attributes.content_type.clone()).set_metadata(user_metadata(attributes));
         let out = errors::on_io(request.content_md5(md5.to_string()).body(SdkStream::from(data)).send()).await;
         let etag = out.map_err(errors::storage)?.e_tag.as_deref().map_or_else(|| md5.hex(), unquote);
         Ok(StoredObject { etag, size })
     }
+}
+
+/// The client's metadata as S3 user metadata (`x-amz-meta-*`), as far as S3 can carry it:
+/// names that are HTTP tokens, values of printable ASCII, 2 KiB in all. The rest stays in
+/// the session record only.
+fn user_metadata(attributes: &ObjectAttributes) -> Option<std::collections::HashMap<String, String>> {
+    const LIMIT: usize = 2048;
+    let mut used = 0;
+    let mut kept = std::collections::HashMap::new();
+    for (name, value) in &attributes.metadata {
+        let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let value_ok = value.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if !(name_ok && value_ok) || used + name.len() + value.len() > LIMIT {
+            tracing::debug!(name, "metadata entry not carried to S3");
+            continue;
+        }
+        used += name.len() + value.len();
+        kept.insert(name.to_ascii_lowercase(), value.clone());
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// S3's part number of a chunk: one more than its index, at most 10,000.
@@ -141,8 +169,18 @@ fn unquote(etag: &str) -> String {
 #[async_trait(?Send)]
 impl ObjectStore for S3ObjectStore {
     #[tracing::instrument(name = "s3.create_multipart", skip_all, fields(upload_id = %id))]
-    async fn create_multipart(&self, id: &UploadId, key: &ObjectKey) -> Result<Option<String>, StorageError> {
-        self.create(&self.object_key(key)).await.map(Some)
+    async fn create_multipart(
+        &self,
+        id: &UploadId,
+        key: &ObjectKey,
+        attributes: &ObjectAttributes,
+    ) -> Result<Option<String>, StorageError> {
+        self.create(&self.object_key(key), attributes).await.map(Some)
+    }
+
+    async fn drop_part(&self, _: &StagedUpload, _: ChunkIndex, _: &PartReceipt) -> Result<(), StorageError> {
+        // A part sent again replaced the earlier one in place.
+        Ok(())
     }
 
     #[tracing::instrument(name = "s3.put_part", skip_all, fields(upload_id = %upload.id, chunk = %index, len = len))]
@@ -201,7 +239,15 @@ impl ObjectStore for S3ObjectStore {
         match self.check_parts(&key, multipart, parts, size).await? {
             Listing::Intact => {}
             Listing::Changed(chunks) => return Err(StorageError::PartsChanged(chunks)),
-            // An earlier call assembled it (its answer was lost), or a part is missing.
+            // An earlier call assembled it (its answer was lost), or parts are missing: a
+            // store slow to list them, or lost. Either way, the client sends them again.
+            Listing::Missing(chunks) => {
+                return match self.completed_before(&key, size, String::new()).await {
+                    Ok(object) => Ok(object),
+                    Err(StorageError::Refused(_)) => Err(StorageError::PartsChanged(chunks)),
+                    Err(err) => Err(err),
+                }
+            }
             Listing::Gone(reason) => return self.completed_before(&key, size, reason).await,
         }
         let completed = parts
@@ -244,6 +290,7 @@ impl ObjectStore for S3ObjectStore {
         key: &ObjectKey,
         body: ByteStream<'_>,
         max_len: u64,
+        attributes: &ObjectAttributes,
     ) -> Result<StoredObject, StorageError> {
         let key = self.object_key(key);
         // Parts grow past 8 MiB only when the limit would need more than 10,000 of them.
@@ -252,9 +299,9 @@ impl ObjectStore for S3ObjectStore {
         let mut parts = body::Parts::new(body, part_size, max_len);
         let first = parts.next().await?;
         if parts.finished() {
-            return self.put_whole(&key, first).await;
+            return self.put_whole(&key, first, attributes).await;
         }
-        let multipart = self.create(&key).await?;
+        let multipart = self.create(&key, attributes).await?;
         let result = self.put_in_parts(&key, &multipart, first, &mut parts).await;
         if result.is_err() {
             if let Err(err) = self.abort_multipart(&key, &multipart).await {

@@ -1,0 +1,128 @@
+//! Completion: the one path every finished upload takes, whoever starts it (the request
+//! that stored the last chunk, a status or resume call, or the sweeper finding an upload
+//! whose claimer is gone). It runs as a job of its own, so a request cut short or a
+//! client that never comes back does not stop it; a heartbeat renews its claim while it
+//! runs, so another instance takes over only once this one has really stopped.
+
+use std::time::Duration as StdDuration;
+
+use super::{UploadError, UploadService};
+use crate::domain::{Claim, UploadRecord, UploadState};
+use crate::session::Finish;
+use crate::storage::{StagedUpload, StorageError};
+
+/// Shortest pause between two renewals of a claim.
+const MIN_HEARTBEAT: StdDuration = StdDuration::from_millis(100);
+
+impl UploadService {
+    /// Runs the completion job of `record` under `claim` and answers the state it left
+    /// the upload in. The job runs detached from the caller: dropping this future (a client
+    /// that hung up) leaves the job running to its end.
+    pub(super) async fn complete(&self, record: UploadRecord, claim: Claim) -> UploadState {
+        let job = self.clone();
+        let handle = actix_web::rt::spawn(async move { job.run_completion(record, claim.fence).await });
+        // Cancelled only when the runtime itself stops: the claim then lapses and another
+        // instance's sweeper finishes the job.
+        handle.await.unwrap_or(UploadState::Completing)
+    }
+
+    /// Takes the claim of an upload whose claimer is gone and starts its completion job,
+    /// without waiting for it. The sweeper's way in.
+    pub(super) async fn adopt(&self, record: &UploadRecord) -> Result<bool, UploadError> {
+        let Some(claim) = self.sessions.claim(&record.id, self.clock.now(), self.policy.lease).await? else {
+            return Ok(false);
+        };
+        tracing::info!(upload_id = %record.id, fence = claim.fence, "finishing an upload its claimer left");
+        self.metrics.completions_adopted.inc();
+        let job = self.clone();
+        let record = record.clone();
+        actix_web::rt::spawn(async move { job.run_completion(record, claim.fence).await });
+        Ok(true)
+    }
+
+    /// Assembles while the heartbeat keeps the claim; stops when the claim is lost.
+    async fn run_completion(self, record: UploadRecord, fence: u64) -> UploadState {
+        tokio::select! {
+            state = self.assemble(&record, fence) => state,
+            () = self.heartbeat(&record, fence) => {
+                tracing::warn!(upload_id = %record.id, fence, "the claim was lost mid-assembly; its new holder goes on");
+                match self.sessions.get(&record.id).await {
+                    Ok(Some(now)) => now.state,
+                    _ => UploadState::Completing,
+                }
+            }
+        }
+    }
+
+    /// Renews the claim every third of the lease; returns once it is lost. A failed
+    /// renewal is tried again: the claim may well still be live.
+    async fn heartbeat(&self, record: &UploadRecord, fence: u64) {
+        let every = (self.policy.lease / 3).to_std().unwrap_or(MIN_HEARTBEAT).max(MIN_HEARTBEAT);
+        loop {
+            tokio::time::sleep(every).await;
+            match self.sessions.renew(&record.id, fence, self.clock.now(), self.policy.lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not renew a claim")
+                }
+            }
+        }
+    }
+
+    /// Assembles the object under the claim `fence` and records the outcome. Never fails:
+    /// a passing failure leaves the upload `completing` with no claim, so the next status
+    /// call or sweep takes it up again.
+    async fn assemble(&self, record: &UploadRecord, fence: u64) -> UploadState {
+        match self.try_assemble(record, fence).await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly left for a retry");
+                UploadState::Completing
+            }
+        }
+    }
+
+    async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
+        let staged = StagedUpload::from(record);
+        let parts = self.sessions.parts(&record.id).await?;
+        let finish = match self.storage.complete(&staged, &parts, record.plan.size()).await {
+            Ok(object) => Finish::Completed { etag: object.etag },
+            Err(StorageError::PartsChanged(chunks)) => {
+                tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed or went missing; asking for them again");
+                Finish::Reopen { chunks }
+            }
+            Err(StorageError::Refused(reason)) => {
+                tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
+                Finish::Failed { error: "the stored chunks could not be assembled".into() }
+            }
+            Err(err) => {
+                tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly failed; will retry");
+                Finish::Release
+            }
+        };
+        let now = self.clock.now();
+        if !self.sessions.finish(&record.id, fence, &finish, now, self.policy.ttl).await? {
+            // The claim lapsed and someone else moved on (a cancel, another assembler).
+            let current = self.sessions.get(&record.id).await?.map(|r| r.state);
+            if current == Some(UploadState::Canceled) && matches!(finish, Finish::Completed { .. }) {
+                self.discard(record, true).await;
+            }
+            return Ok(current.unwrap_or(UploadState::Canceled));
+        }
+        Ok(match finish {
+            Finish::Completed { .. } => {
+                self.metrics.uploads_completed.inc();
+                UploadState::Completed
+            }
+            Finish::Failed { .. } => {
+                // Recorded first: a failure nobody recorded must not have deleted anything.
+                self.discard(record, false).await;
+                self.metrics.uploads_failed.inc();
+                UploadState::Failed
+            }
+            Finish::Release => UploadState::Completing,
+            Finish::Reopen { .. } => UploadState::Uploading,
+        })
+    }
+}
