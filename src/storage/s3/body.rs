@@ -118,7 +118,9 @@ impl<'a> Parts<'a> {
     /// The next part: `part_size` bytes, fewer only at the end (empty when the body ended
     /// on a part boundary).
     pub(super) async fn next(&mut self) -> Result<Bytes, StorageError> {
-        let mut part = BytesMut::new();
+        // Sized once: growing by doubling would copy the part over and over and hold up to
+        // twice its size at the peak.
+        let mut part = BytesMut::with_capacity(self.part_size);
         loop {
             let take = self.carry.len().min(self.part_size - part.len());
             part.extend_from_slice(&self.carry.split_to(take));
