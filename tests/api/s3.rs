@@ -47,6 +47,11 @@ macro_rules! s3_suite {
         }
 
         #[actix_web::test]
+        async fn objects_carry_their_content_type_and_what_metadata_s3_can_hold() {
+            super::objects_carry_their_content_type_and_what_metadata_s3_can_hold(server(), &*store().await).await;
+        }
+
+        #[actix_web::test]
         async fn objects_live_under_the_prefix() {
             super::objects_live_under_the_prefix(server(), &*store().await).await;
         }
@@ -68,6 +73,27 @@ async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let key = ObjectKey::new(&id, "s3.bin");
     let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
     StagedUpload { id, key, storage_upload_id }
+}
+
+/// The object made from a multipart upload carries the declared content type and the
+/// metadata S3 can represent; a name S3 cannot carry is left out, not an error.
+async fn objects_carry_their_content_type_and_what_metadata_s3_can_hold(server: &S3Server, store: &S3ObjectStore) {
+    let id = UploadId::new();
+    let key = ObjectKey::new(&id, "typed.mp4");
+    let attributes = ObjectAttributes {
+        content_type: Some("video/mp4".into()),
+        metadata: [("Owner".to_string(), "42".to_string()), ("naïve".to_string(), "x".to_string())].into(),
+    };
+    let storage_upload_id = store.create_multipart(&id, &key, &attributes).await.unwrap();
+    let up = StagedUpload { id, key, storage_upload_id };
+    let data = bytes(27, 1000);
+    let receipt = store.put_part(&up, ChunkIndex(0), body(&data), 1000, Some(Md5Digest::of(&data))).await.unwrap();
+    store.complete(&up, &[(ChunkIndex(0), receipt)], 1000).await.unwrap();
+    let head = server.client().head_object().bucket(BUCKET).key(format!("{PREFIX}/{}", up.key)).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("video/mp4"));
+    let metadata = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(metadata.get("owner").map(String::as_str), Some("42"), "{metadata:?}");
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
 }
 
 /// A corrupt re-send never reaches the store whole, so even a store that checks no
