@@ -12,6 +12,7 @@ mod create;
 mod expiry;
 mod form;
 mod lifecycle;
+mod limits;
 mod operations;
 mod property;
 mod redis;
