@@ -11,6 +11,7 @@ mod cluster;
 mod create;
 mod expiry;
 mod form;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod operations;
