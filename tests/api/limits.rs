@@ -131,3 +131,70 @@ async fn a_form_with_too_many_fields_is_refused() {
     let body = assert_problem(response, StatusCode::BAD_REQUEST, "invalid-request").await;
     assert!(body["detail"].as_str().unwrap().contains("64"), "{body}");
 }
+
+/// Sends a chunk head with `Expect: 100-continue` and returns the server's first answer,
+/// read before any of the body is sent.
+async fn expect_continue(app: &TestApp, path: &str, token: &str, length: u64) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncReadExt;
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-MD5: {}\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n",
+        content_md5(b"x")
+    );
+    let mut stream = raw_open(app, &head, b"").await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("the server answers the head")
+        .unwrap();
+    (stream, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+// actix-http's HTTP/1 dispatcher writes `100 Continue` as soon as its `expect` service says
+// yes, before any route runs, and `HttpServer` keeps the default service that always says
+// yes. Passing this needs ferry's own server wiring (`actix_server` + `HttpService::build()
+// .expect(..)`) with a service that runs the chunk's pre-body checks: not done yet.
+#[ignore = "actix sends 100 Continue before the chunk is checked; see the comment above"]
+#[tokio::test]
+async fn a_refused_chunk_is_refused_before_100_continue_and_a_good_one_gets_it() {
+    let secret = "a shared secret of enough length";
+    let app = spawn_app_with(|s| s.auth.secret = Some(secret.into()));
+    let up = app.create(2 * CHUNK, None).await;
+    let chunk = |i: u32| format!("/v1/uploads/{}/chunks/{i}", up.id);
+    let unknown: ferry::domain::UploadId = uuid::Uuid::new_v4().to_string().parse().unwrap();
+    let unknown_token = ferry::auth::TokenSigner::new(secret.as_bytes()).issue(&unknown);
+    let refusals = [
+        ("a bad token", chunk(0), "not-the-token".to_owned(), CHUNK, "403", "invalid-token"),
+        ("a wrong length", chunk(0), up.token.clone(), CHUNK - 1, "400", "chunk-size-mismatch"),
+        ("too large", chunk(0), up.token.clone(), MAX_CHUNK + 1, "413", "chunk-too-large"),
+        ("an index past the plan", chunk(5), up.token.clone(), CHUNK, "400", "invalid-chunk-index"),
+        (
+            "an unknown upload",
+            format!("/v1/uploads/{unknown}/chunks/0"),
+            unknown_token,
+            CHUNK,
+            "404",
+            "upload-not-found",
+        ),
+    ];
+    for (what, path, token, length, status, code) in refusals {
+        let (_, answer) = expect_continue(&app, &path, &token, length).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{what}: {answer}");
+        assert!(answer.contains(code) && answer.contains("application/problem+json"), "{what}: {answer}");
+    }
+
+    let data = bytes(22, CHUNK as usize);
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\nContent-MD5: {}\r\nContent-Length: {CHUNK}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        chunk(0), up.token, content_md5(&data)
+    );
+    let mut stream = raw_open(&app, &head, b"").await;
+    let mut first = vec![0u8; 64];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 100 Continue\r\n\r\n"));
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &data).await.unwrap();
+    let rest = read_until_closed(&mut stream).await;
+    let answer = format!("{}{rest}", String::from_utf8_lossy(&first[..n]));
+    assert!(answer.contains("HTTP/1.1 200"), "{answer}");
+    let status: Value = app.status(&up).await.json().await.unwrap();
+    assert_eq!(status["received_chunks"], 1);
+}
