@@ -77,14 +77,31 @@ impl ApiKeys {
     }
 }
 
+/// Shortest key accepted from a secret file: as long as the HMAC-SHA256 output.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Reads the secret kept at `path`, or makes a random one and keeps it there (mode 0600).
+/// A file that holds less than `MIN_SECRET_BYTES` of key is refused, never replaced: an
+/// operator may have put it there.
 pub fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(text) => {
+            let invalid =
+                |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+            let secret = URL_SAFE_NO_PAD
+                .decode(text.trim())
+                .map_err(|e| invalid(format!("not an unpadded URL-safe base64 key ({e})")))?;
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(invalid(format!(
+                    "holds a {}-byte key, under the {MIN_SECRET_BYTES} bytes required; put a longer one there \
+                     (or remove the file to have ferry make one, which invalidates every upload token)",
+                    secret.len()
+                )));
+            }
+            Ok(secret)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut secret = vec![0u8; 32];
+            let mut secret = vec![0u8; MIN_SECRET_BYTES];
             rand::rng().fill_bytes(&mut secret);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -96,15 +113,31 @@ pub fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Writes `contents` to `path` whole or not at all: a temporary file beside it (mode 0600),
+/// synced, renamed into place, and the folder synced so the name survives a crash.
 fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let temp = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
+    let written = (|| {
+        let mut file = options.open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -138,5 +171,52 @@ mod tests {
         let first = load_or_create_secret(&path).unwrap();
         assert_eq!(first.len(), 32);
         assert_eq!(load_or_create_secret(&path).unwrap(), first);
+    }
+
+    #[test]
+    fn a_generated_secret_file_is_private_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions").join("auth-secret");
+        load_or_create_secret(&path).unwrap();
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("auth-secret")]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_empty_or_short_secret_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth-secret");
+        let short = URL_SAFE_NO_PAD.encode([7u8; MIN_SECRET_BYTES - 1]);
+        for contents in ["", "\n", short.as_str()] {
+            std::fs::write(&path, contents).unwrap();
+            let err = load_or_create_secret(&path).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+            assert!(err.to_string().contains("32 bytes"), "{err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), contents, "the operator's file is kept");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_that_is_not_base64_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth-secret");
+        std::fs::write(&path, "not base64 at all!").unwrap();
+        let err = load_or_create_secret(&path).unwrap_err();
+        assert!(err.to_string().contains("auth-secret"), "{err}");
+    }
+
+    #[test]
+    fn an_operator_made_secret_of_32_bytes_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth-secret");
+        std::fs::write(&path, format!("{}\n", URL_SAFE_NO_PAD.encode([9u8; 32]))).unwrap();
+        assert_eq!(load_or_create_secret(&path).unwrap(), vec![9u8; 32]);
     }
 }

@@ -10,6 +10,12 @@ use crate::domain::ChunkPolicy;
 
 const MIB: u64 = 1024 * 1024;
 
+/// S3's smallest part but the last; every chunk is one part with S3.
+const S3_MIN_PART_SIZE: u64 = 5 * MIB;
+
+/// S3's most parts in one multipart upload.
+const S3_MAX_PARTS: u32 = 10_000;
+
 /// Everything ferry can be told.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,11 +49,25 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// Serve the upload page at `/` (the client module at /client/ferry.js is always served).
     pub ui: bool,
+    /// A request body (a chunk, a form) that sends nothing for this many seconds is cut:
+    /// what it carried is not recorded, and the client gets 408 `body-timeout`.
+    pub body_idle_timeout_secs: u64,
+    /// Most upload bodies this instance reads at once; one more gets 503 `busy` before
+    /// its body is read.
+    pub max_bodies_in_flight: usize,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), workers: 0, drain_delay_secs: 0, shutdown_timeout_secs: 30, ui: true }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            workers: 0,
+            drain_delay_secs: 0,
+            shutdown_timeout_secs: 30,
+            ui: true,
+            body_idle_timeout_secs: 30,
+            max_bodies_in_flight: 512,
+        }
     }
 }
 
@@ -307,6 +327,12 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let u = &self.uploads;
         let fail = |msg: String| Err(SettingsError::Invalid(msg));
+        if self.server.body_idle_timeout_secs == 0 {
+            return fail("server.body_idle_timeout_secs must be positive".into());
+        }
+        if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&self.server.max_bodies_in_flight) {
+            return fail("server.max_bodies_in_flight must be positive".into());
+        }
         if u.min_chunk_size == 0 || u.min_chunk_size > u.max_chunk_size {
             return fail("uploads.min_chunk_size must be at least 1 and at most uploads.max_chunk_size".into());
         }
@@ -339,8 +365,24 @@ impl Settings {
         if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
             return fail("storage.s3.access_key_id and storage.s3.secret_access_key go together".into());
         }
-        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_none() {
-            return fail("storage.s3.bucket is required with storage.backend = \"s3\"".into());
+        if self.storage.backend == StorageBackend::S3 {
+            if self.storage.s3.bucket.is_none() {
+                return fail("storage.s3.bucket is required with storage.backend = \"s3\"".into());
+            }
+            // Each chunk is one S3 part: a smaller one would only be refused at completion.
+            if u.min_chunk_size < S3_MIN_PART_SIZE {
+                return fail(format!(
+                    "uploads.min_chunk_size ({}) must be at least {S3_MIN_PART_SIZE} (5 MiB, S3's smallest part) \
+                     with storage.backend = \"s3\"",
+                    u.min_chunk_size
+                ));
+            }
+            if u.max_chunks > S3_MAX_PARTS {
+                return fail(format!(
+                    "uploads.max_chunks ({}) must be at most {S3_MAX_PARTS} (S3's part limit) with storage.backend = \"s3\"",
+                    u.max_chunks
+                ));
+            }
         }
         Ok(())
     }
@@ -375,6 +417,47 @@ mod tests {
         let mut s = Settings::default();
         s.uploads.max_chunks = 10;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn body_limits_must_be_positive() {
+        let mut s = Settings::default();
+        assert_eq!((s.server.body_idle_timeout_secs, s.server.max_bodies_in_flight), (30, 512));
+        s.server.body_idle_timeout_secs = 0;
+        assert!(s.validate().unwrap_err().to_string().contains("server.body_idle_timeout_secs"));
+        s.server.body_idle_timeout_secs = 1;
+        s.server.max_bodies_in_flight = 0;
+        assert!(s.validate().unwrap_err().to_string().contains("server.max_bodies_in_flight"));
+        s.server.max_bodies_in_flight = usize::MAX;
+        assert!(s.validate().is_err(), "more than a semaphore can count");
+    }
+
+    fn s3_settings() -> Settings {
+        let mut s = Settings::default();
+        s.storage.backend = StorageBackend::S3;
+        s.storage.s3.bucket = Some("uploads".into());
+        s
+    }
+
+    #[test]
+    fn with_s3_chunks_under_the_part_minimum_are_refused_at_start() {
+        let mut s = s3_settings();
+        s.validate().unwrap();
+        s.uploads.min_chunk_size = 5 * MIB - 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.min_chunk_size") && err.contains("5242880"), "{err}");
+        s.storage.backend = StorageBackend::Fs;
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn with_s3_more_chunks_than_parts_are_refused_at_start() {
+        let mut s = s3_settings();
+        s.uploads.max_chunks = 10_001;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("uploads.max_chunks") && err.contains("10000"), "{err}");
+        s.storage.backend = StorageBackend::Fs;
+        s.validate().unwrap();
     }
 
     #[test]

@@ -57,6 +57,7 @@ error_codes! {
     MissingChecksum = ("missing-checksum", BAD_REQUEST, "Content-MD5 is required"),
     ChecksumMismatch = ("checksum-mismatch", UNPROCESSABLE_ENTITY, "The chunk does not match its Content-MD5"),
     IncompleteBody = ("incomplete-body", BAD_REQUEST, "The request body ended early"),
+    BodyTimeout = ("body-timeout", REQUEST_TIMEOUT, "The request body stopped arriving"),
     MissingToken = ("missing-token", UNAUTHORIZED, "Credentials are required"),
     InvalidToken = ("invalid-token", FORBIDDEN, "The credentials are not valid for this resource"),
     UploadNotFound = ("upload-not-found", NOT_FOUND, "No such upload"),
@@ -69,6 +70,7 @@ error_codes! {
     StoreUnavailable = ("store-unavailable", SERVICE_UNAVAILABLE, "The session store is unavailable"),
     StorageUnavailable = ("storage-unavailable", SERVICE_UNAVAILABLE, "The object storage is unavailable"),
     ShuttingDown = ("shutting-down", SERVICE_UNAVAILABLE, "This instance is shutting down"),
+    Busy = ("busy", SERVICE_UNAVAILABLE, "This instance is reading as many upload bodies as it may"),
     InternalError = ("internal-error", INTERNAL_SERVER_ERROR, "Internal error"),
 }
 

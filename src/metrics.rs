@@ -1,7 +1,9 @@
 //! Prometheus metrics, kept in a registry of their own per application (so several
 //! applications in one test process do not collide) and served at `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric ferry exports. Cloning shares the same counters.
 #[derive(Clone)]
@@ -27,6 +29,8 @@ pub struct Metrics {
     pub bytes_received: IntCounter,
     /// Round trips to Redis (with the Redis session store).
     pub redis_round_trips: IntCounter,
+    /// Upload bodies being read now (at most `server.max_bodies_in_flight`).
+    pub bodies_in_flight: IntGauge,
     chunks_rejected: IntCounterVec,
     request_duration: HistogramVec,
 }
@@ -51,6 +55,8 @@ impl Metrics {
             &["method", "route", "status"],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
+        let bodies_in_flight = IntGauge::new("bodies_in_flight", "Upload bodies being read now")?;
+        registry.register(Box::new(bodies_in_flight.clone()))?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
@@ -65,6 +71,7 @@ impl Metrics {
             chunks_received: counter("chunks_received_total", "Chunks stored and recorded")?,
             bytes_received: counter("bytes_received_total", "Chunk and form bytes stored")?,
             redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis")?,
+            bodies_in_flight,
             chunks_rejected,
             request_duration,
             registry,

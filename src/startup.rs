@@ -30,6 +30,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// The metrics.
     pub metrics: Metrics,
+    /// The slots and idle timeout every upload body shares.
+    pub bodies: crate::routes::BodyLimits,
     /// Set once a shutdown has begun: readiness fails so balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -68,6 +70,11 @@ impl Application {
             service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
+            bodies: crate::routes::BodyLimits::new(
+                settings.server.max_bodies_in_flight,
+                Duration::from_secs(settings.server.body_idle_timeout_secs),
+                metrics.bodies_in_flight.clone(),
+            ),
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
         });

@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use tracing::Instrument;
@@ -48,7 +49,7 @@ pub async fn trace_requests(
         path = %req.path(),
     );
     let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
 
@@ -56,7 +57,7 @@ pub async fn trace_requests(
     let elapsed = started.elapsed();
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     if let Some(metrics) = metrics {
-        metrics.observe_request(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+        metrics.observe_request(method, &route, status.as_u16(), elapsed.as_secs_f64());
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -65,4 +66,19 @@ pub async fn trace_requests(
         tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request finished");
     });
     Ok(response)
+}
+
+/// The method as a metric label: any token is a valid HTTP method, so anything ferry does
+/// not serve is `OTHER`, and a client cannot add series at will.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }

@@ -63,12 +63,29 @@ impl StateStore {
         serde_json::from_str(&text).ok()
     }
 
-    /// Remembers `state` at `path` (written whole, then renamed into place).
+    /// Remembers `state` at `path` (written whole, then renamed into place). The file holds
+    /// an upload token: only its owner may read it (0600, in a 0700 folder ferry makes).
     pub fn save(&self, path: &Path, state: &UploadState) -> io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let temp = path.with_extension("tmp");
-        std::fs::write(&temp, serde_json::to_vec(state)?)?;
-        std::fs::rename(temp, path)
+        use std::io::Write;
+        let mut folder = std::fs::DirBuilder::new();
+        folder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+        folder.create(&self.dir)?;
+        let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = (|| {
+            let mut file = options.open(&temp)?;
+            file.write_all(&serde_json::to_vec(state)?)?;
+            std::fs::rename(&temp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
     }
 
     /// Forgets the upload at `path`.
@@ -97,5 +114,23 @@ mod tests {
         assert_ne!(store.path_for(&file, "http://a").unwrap(), path, "a changed file is a new upload");
         store.forget(&path);
         assert_eq!(store.load(&path), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_state_file_holding_a_token_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("cache").join("uploads"));
+        let file = dir.path().join("video.bin");
+        std::fs::write(&file, b"abc").unwrap();
+        let path = store.path_for(&file, "http://a").unwrap();
+        let state = UploadState { upload_id: "id".into(), upload_token: "t".into(), chunk_size: 5, total_chunks: 1 };
+        store.save(&path, &state).unwrap();
+        store.save(&path, &state).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary file is left");
     }
 }

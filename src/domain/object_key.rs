@@ -35,14 +35,14 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Turns any client-supplied name into one harmless path component: separators become
-/// `_`, control characters go, runs of dots shrink to one, leading dots and spaces go, and
+/// `_`, control characters and invisible formatting characters go, runs of dots shrink to one, leading dots and spaces go, and
 /// the result is cut to `MAX_NAME_BYTES` keeping the extension when it is short.
 fn sanitize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len().min(MAX_NAME_BYTES));
     for c in name.chars() {
         match c {
             '/' | '\\' => out.push('_'),
-            c if c.is_control() => {}
+            c if c.is_control() || is_invisible(c) => {}
             '.' if out.ends_with('.') => {}
             c => out.push(c),
         }
@@ -50,6 +50,13 @@ fn sanitize_name(name: &str) -> String {
     let trimmed = out.trim_start_matches(['.', ' ']).trim_end();
     let name = if trimmed.is_empty() { "file" } else { trimmed };
     truncate_keeping_extension(name)
+}
+
+/// Bidi controls (which can make `exe.mp4` display as `mp4.exe`) and zero-width
+/// characters (which make two names look alike): nothing a file name needs.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+        || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
 fn truncate_keeping_extension(name: &str) -> String {
@@ -89,6 +96,19 @@ mod tests {
     }
 
     #[test]
+    fn bidi_overrides_and_zero_width_characters_are_removed() {
+        let key = ObjectKey::new(&UploadId::new(), "invoice\u{202E}4pm.exe");
+        assert_eq!(name_of(&key), "invoice4pm.exe");
+        let key = ObjectKey::new(
+            &UploadId::new(),
+            "\u{FEFF}a\u{200B}b\u{200C}c\u{200D}d\u{2060}e\u{2066}f\u{2069}g\u{200E}h\u{200F}i\u{061C}.txt",
+        );
+        assert_eq!(name_of(&key), "abcdefghi.txt");
+        assert_eq!(name_of(&ObjectKey::new(&UploadId::new(), "\u{202A}\u{202B}\u{202C}\u{202D}")), "file");
+        assert_eq!(name_of(&ObjectKey::new(&UploadId::new(), "\u{200B}.hidden")), "hidden", "no dot is left leading");
+    }
+
+    #[test]
     fn an_empty_name_gets_a_placeholder() {
         assert_eq!(name_of(&ObjectKey::new(&UploadId::new(), "\u{1}..")), "file");
     }
@@ -117,7 +137,7 @@ mod tests {
             prop_assert!(!name.is_empty() && name.len() <= MAX_NAME_BYTES);
             prop_assert!(!name.contains('/') && !name.contains('\\') && !name.contains(".."));
             prop_assert!(!name.starts_with('.'));
-            prop_assert!(!name.chars().any(char::is_control));
+            prop_assert!(!name.chars().any(|c| c.is_control() || is_invisible(c)));
         }
     }
 }

@@ -25,7 +25,7 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
-fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+pub(super) fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::new(ErrorCode::InternalError, "application state missing"))
 }

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::views::Chunk;
-use super::UploadAccess;
+use super::{UploadAccess, UploadBody};
 use crate::domain::Md5Digest;
 use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
@@ -20,7 +20,7 @@ pub async fn put(
     access: UploadAccess,
     path: web::Path<(String, String)>,
     req: HttpRequest,
-    payload: web::Payload,
+    body: UploadBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let index: u32 = path
@@ -29,10 +29,12 @@ pub async fn put(
         .map_err(|_| ApiError::new(ErrorCode::InvalidChunkIndex, "the chunk index must be a non-negative integer"))?;
     let len = content_length(&req)?;
     let md5 = content_md5(&req)?;
-    let body = payload
+    let (body, guard) = body.split();
+    let body = body
         .map(|piece| piece.map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())))
         .boxed_local();
-    let accepted = state.service.put_chunk(&access.0, index, len, md5, body).await?;
+    let accepted =
+        state.service.put_chunk(&access.0, index, len, md5, body).await.map_err(|e| guard.explain(e.into()))?;
     Ok(HttpResponse::Ok().json(Chunk::from(&accepted)))
 }
 

@@ -4,11 +4,11 @@ use std::io;
 
 use actix_multipart::Multipart;
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::views::Status;
-use super::CreatorAccess;
+use super::{CreatorAccess, UploadBody};
 use crate::domain::Metadata;
 use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
@@ -17,12 +17,22 @@ use crate::upload::{FormFile, UploadService, MAX_METADATA_BYTES};
 /// The form field that carries the file.
 const FILE_FIELD: &str = "file";
 
+/// Most fields in one form, the file included.
+const MAX_FIELDS: usize = 64;
+
 #[tracing::instrument(name = "Receive a form upload", skip_all)]
-pub async fn upload(_: CreatorAccess, form: Multipart, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn upload(
+    _: CreatorAccess,
+    req: HttpRequest,
+    body: UploadBody,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let service = &state.service;
+    let (body, guard) = body.split();
+    let form = Multipart::new(req.headers(), body);
     let mut metadata = Metadata::new();
     let mut file = None;
-    let read = read_form(form, service, &mut metadata, &mut file).await;
+    let read = read_form(form, service, &mut metadata, &mut file).await.map_err(|e| guard.explain(e));
     let file = match (read, file) {
         (Ok(()), Some(file)) => file,
         (Ok(()), None) => return Err(invalid("the form has no `file` field")),
@@ -47,9 +57,15 @@ async fn read_form(
     metadata: &mut Metadata,
     file: &mut Option<FormFile>,
 ) -> Result<(), ApiError> {
+    // Names count with values: both end up in the stored metadata.
     let mut text_bytes = 0;
+    let mut fields = 0;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| invalid(&format!("the form is malformed: {e}")))?;
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(invalid(&format!("a form may have at most {MAX_FIELDS} fields")));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         if name == FILE_FIELD {
             if file.is_some() {
@@ -62,12 +78,16 @@ async fn read_form(
                 .boxed_local();
             *file = Some(service.store_form_file(&filename, content_type, body).await?);
         } else {
+            text_bytes += name.len();
+            if text_bytes > MAX_METADATA_BYTES {
+                return Err(too_much_text());
+            }
             let mut value = Vec::new();
             while let Some(piece) = field.next().await {
                 let piece = piece.map_err(|e| invalid(&format!("the form is malformed: {e}")))?;
                 text_bytes += piece.len();
                 if text_bytes > MAX_METADATA_BYTES {
-                    return Err(invalid(&format!("text fields must total at most {MAX_METADATA_BYTES} bytes")));
+                    return Err(too_much_text());
                 }
                 value.extend_from_slice(&piece);
             }
@@ -76,6 +96,10 @@ async fn read_form(
         }
     }
     Ok(())
+}
+
+fn too_much_text() -> ApiError {
+    invalid(&format!("the text fields' names and values must total at most {MAX_METADATA_BYTES} bytes"))
 }
 
 fn invalid(detail: &str) -> ApiError {

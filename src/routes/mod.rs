@@ -2,6 +2,7 @@
 //! request, call the `UploadService`, map the answer. No store type appears here.
 
 mod access;
+mod body;
 mod chunk;
 mod form;
 mod health;
@@ -14,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::{ApiError, ErrorCode};
 
 pub use access::{CreatorAccess, UploadAccess};
+pub use body::{BodyGuard, BodyLimits, UploadBody};
 
 /// Largest JSON body accepted (creation requests carry at most 4 KiB of metadata).
 const JSON_LIMIT: usize = 64 * 1024;

@@ -241,6 +241,10 @@ async fn an_unreachable_s3_store_answers_503_without_leaking_details() {
         s.auth.secret = Some(SECRET.into());
         s.storage.backend = StorageBackend::S3;
         s.storage.s3 = crate::support::s3::settings_at(crate::support::s3::free_port());
+        // With S3 every chunk is a part: the settings refuse chunks under its 5 MiB minimum.
+        s.uploads.min_chunk_size = PART;
+        s.uploads.default_chunk_size = PART;
+        s.uploads.max_chunk_size = 8 * MIB;
     });
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_problem(ready, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable").await;

@@ -284,3 +284,33 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Opens a raw connection and sends `head` and the start of a body, leaving it open: a
+/// client that stalls mid-body.
+pub async fn raw_open(app: &TestApp, head: &str, body: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream
+}
+
+/// Reads what the server sends on `stream` until it closes the connection, or 10 s pass.
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers or closes within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The head of a raw chunk PUT with a Content-Length.
+pub fn chunk_head(up: &Upload, index: u32, length: u64, md5: &str) -> String {
+    format!(
+        "PUT /v1/uploads/{}/chunks/{index} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\nContent-MD5: {md5}\r\nContent-Length: {length}\r\n\r\n",
+        up.id, up.token
+    )
+}
