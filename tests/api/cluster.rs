@@ -1,7 +1,7 @@
 //! Several instances, no sticky sessions: three applications share one Redis and one S3
 //! store, and any of them serves any request of any upload.
 
-use ferry::config::{SessionBackend, StorageBackend};
+use ferry::config::{RedisSettings, SessionBackend, StorageBackend};
 use ferry::storage::contract::Inspect;
 use ferry::storage::{S3ObjectStore, StagedUpload};
 use reqwest::StatusCode;
@@ -73,6 +73,41 @@ impl Cluster {
         }
         sum
     }
+}
+
+/// Two instances on the Redis `redis` describes and the shared S3 store: a file sent in
+/// chunks alternating between them, created on one and checked on the other, comes out
+/// whole. The other Redis setups (TLS, a cluster) run this.
+pub async fn an_upload_through_two_instances_comes_out_whole(redis: RedisSettings) {
+    let s3 = S3Server::shared(Kind::S3sFs);
+    let apps: Vec<TestApp> = (0..2)
+        .map(|_| {
+            spawn_app_with(|s| {
+                s.sessions.backend = SessionBackend::Redis;
+                s.sessions.redis = redis.clone();
+                s.auth.secret = Some(SECRET.into());
+                s.storage.backend = StorageBackend::S3;
+                s.storage.s3 = s3.settings();
+                s.uploads.min_chunk_size = PART;
+                s.uploads.default_chunk_size = PART;
+                s.uploads.max_chunk_size = 8 * MIB;
+                s.uploads.max_file_size = 1024 * MIB;
+            })
+        })
+        .collect();
+    let data = bytes(27, 2 * PART as usize + 777);
+    let up = apps[0].create(data.len() as u64, None).await;
+    for i in [2usize, 0] {
+        assert_eq!(apps[i % 2].put_chunk(&up, i as u32, chunk(&data, i)).await.status(), StatusCode::OK, "chunk {i}");
+    }
+    let status: Value = apps[1].status(&up).await.json().await.unwrap();
+    assert_eq!(status["missing_chunks"], json!([1]));
+    let last: Value = apps[1].put_chunk(&up, 1, chunk(&data, 1)).await.json().await.unwrap();
+    assert_eq!(last["state"], "completed", "{last}");
+    let key: ferry::domain::ObjectKey = serde_json::from_value(json!(up.key)).unwrap();
+    assert_eq!(s3.store().await.object(&key).await.unwrap(), data);
+    let status: Value = apps[0].status(&up).await.json().await.unwrap();
+    assert_eq!(status["state"], "completed");
 }
 
 fn chunk(data: &[u8], i: usize) -> &[u8] {

@@ -15,6 +15,8 @@ mod lifecycle;
 mod operations;
 mod property;
 mod redis;
+mod redis_cluster;
+mod redis_tls;
 mod restart;
 mod s3;
 mod ui;
