@@ -14,11 +14,12 @@ if ! need cargo; then
 fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.local/bin:$PATH"
 
-# A real Redis: the tests start their own redis-server processes on free ports.
-if ! need redis-server; then
-    echo "scripts/test.sh: installing redis-server" >&2
+# A real Redis: the tests start their own redis-server processes on free ports (plain,
+# TLS-only with certificates made by openssl, and a three-node cluster via redis-cli).
+if ! need redis-server || ! need openssl; then
+    echo "scripts/test.sh: installing redis-server and openssl" >&2
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl >/dev/null
 fi
 
 # Two real S3-protocol servers: s3s-fs (fast, on disk; 0.14.1 is the last release that

@@ -179,19 +179,72 @@ impl Default for EmbeddedSettings {
     }
 }
 
+/// How ferry reaches Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server (or a primary behind one address).
+    #[default]
+    Standalone,
+    /// A Redis Cluster, found from one or more seed nodes.
+    Cluster,
+}
+
 /// The Redis session store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    /// Redis URL, `redis://[:password@]host:port[/db]`, or `rediss://…` for TLS. With
+    /// `mode = "cluster"`, a comma-separated list of seed nodes
+    /// (`redis://h1:7000,redis://h2:7000`), all `redis://` or all `rediss://`.
     pub url: String,
+    /// `standalone` or `cluster`.
+    pub mode: RedisMode,
+    /// A PEM file of the CA certificates to trust for `rediss://`, instead of the system's
+    /// roots (a private CA); unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Prefix of every key ferry writes.
     pub key_prefix: String,
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "ferry".into() }
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            mode: RedisMode::Standalone,
+            ca_file: None,
+            key_prefix: "ferry".into(),
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The node URLs in `url`: one in standalone mode, the seeds in cluster mode.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let urls = self.urls();
+        if urls.is_empty() {
+            return Err("sessions.redis.url is empty".into());
+        }
+        if self.mode == RedisMode::Standalone && urls.len() > 1 {
+            return Err("sessions.redis.url lists several nodes: set sessions.redis.mode = \"cluster\"".into());
+        }
+        let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+        if tls != 0 && tls != urls.len() {
+            return Err("sessions.redis.url mixes redis:// and rediss:// nodes".into());
+        }
+        if let Some(ca_file) = &self.ca_file {
+            if tls == 0 {
+                return Err("sessions.redis.ca_file is set but sessions.redis.url is not rediss://".into());
+            }
+            if !ca_file.is_file() {
+                return Err(format!("sessions.redis.ca_file {} is not a readable file", ca_file.display()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -358,6 +411,9 @@ impl Settings {
                 "auth.secret is required with sessions.backend = \"redis\" (every instance must share it)".into(),
             );
         }
+        if self.sessions.backend == SessionBackend::Redis {
+            self.sessions.redis.validate().map_err(SettingsError::Invalid)?;
+        }
         if self.auth.secret.as_ref().is_some_and(|s| s.len() < 16) {
             return fail("auth.secret must be at least 16 characters".into());
         }
@@ -410,6 +466,49 @@ mod tests {
         assert!(s.validate().is_err());
         s.auth.secret = Some("a-long-enough-secret".into());
         s.validate().unwrap();
+    }
+
+    fn redis(url: &str, mode: RedisMode) -> Settings {
+        let mut s = Settings::default();
+        s.sessions.backend = SessionBackend::Redis;
+        s.auth.secret = Some("a-long-enough-secret".into());
+        s.sessions.redis.url = url.into();
+        s.sessions.redis.mode = mode;
+        s
+    }
+
+    #[test]
+    fn a_cluster_takes_one_seed_or_several_and_standalone_takes_one() {
+        redis("redis://h1:7000", RedisMode::Cluster).validate().unwrap();
+        let seeds = redis("rediss://h1:7000, rediss://h2:7000", RedisMode::Cluster);
+        seeds.validate().unwrap();
+        assert_eq!(seeds.sessions.redis.urls(), vec!["rediss://h1:7000", "rediss://h2:7000"]);
+        assert!(redis("redis://h1:7000,redis://h2:7000", RedisMode::Standalone).validate().is_err());
+        assert!(redis("redis://h1:7000,rediss://h2:7000", RedisMode::Cluster).validate().is_err(), "mixed TLS");
+        assert!(redis(" , ", RedisMode::Cluster).validate().is_err(), "no node");
+    }
+
+    #[test]
+    fn an_unknown_redis_mode_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "[sessions.redis]\nmode = \"sentinel\"\n").unwrap();
+        assert!(Settings::load(Some(&path)).is_err());
+        std::fs::write(&path, "[sessions.redis]\nmode = \"cluster\"\n").unwrap();
+        assert_eq!(Settings::load(Some(&path)).unwrap().sessions.redis.mode, RedisMode::Cluster);
+    }
+
+    #[test]
+    fn a_ca_file_must_exist_and_goes_with_rediss() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let mut s = redis("rediss://127.0.0.1:6380", RedisMode::Standalone);
+        s.sessions.redis.ca_file = Some(ca.clone());
+        assert!(s.validate().is_err(), "missing");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        s.validate().unwrap();
+        s.sessions.redis.url = "redis://127.0.0.1:6379".into();
+        assert!(s.validate().is_err(), "a CA without TLS");
     }
 
     #[test]

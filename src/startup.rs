@@ -176,8 +176,8 @@ async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result
         }
         SessionBackend::Redis => {
             let redis = &settings.sessions.redis;
-            let store = RedisSessionStore::new(&redis.url, &redis.key_prefix, metrics.redis_round_trips.clone())
-                .context("Failed to set up the Redis session store (check sessions.redis.url)")?;
+            let store = RedisSessionStore::with_settings(redis, metrics.redis_round_trips.clone())
+                .context("Failed to set up the Redis session store (check sessions.redis.url and ca_file)")?;
             if let Err(err) = store.load_scripts().await {
                 // Not fatal: ferry answers 503 until Redis is back, then carries on.
                 tracing::warn!(error = %crate::error::chain(&err), "Redis does not answer yet");

@@ -18,6 +18,8 @@ mod limits;
 mod operations;
 mod property;
 mod redis;
+mod redis_cluster;
+mod redis_tls;
 mod restart;
 mod s3;
 mod ui;

@@ -65,3 +65,20 @@ async fn a_stopped_redis_reads_as_unavailable_and_recovery_needs_no_restart() {
     store.ping().await.unwrap();
     assert_eq!(store.get(&record.id).await.unwrap(), Some(record), "the append-only file kept the record");
 }
+
+#[tokio::test]
+async fn the_first_call_after_a_redis_restart_succeeds_on_a_connection_that_broke_unseen() {
+    let mut server = RedisServer::start();
+    let store = RedisSessionStore::new(&server.url(), "ferry", counter()).unwrap();
+    let record = ferry::session::contract::new_record(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3));
+    store.insert(&record).await.unwrap();
+
+    // No call while Redis is down: the store learns of the restart from its first call.
+    server.kill();
+    server.restart();
+    assert_eq!(store.get(&record.id).await.unwrap(), Some(record.clone()), "a read");
+    server.kill();
+    server.restart();
+    let touched = store.touch(&record.id, record.updated_at, chrono::Duration::hours(2)).await.unwrap();
+    assert!(touched.is_some(), "a script");
+}

@@ -1,34 +1,31 @@
 //! The Redis session store, shared by every instance. Each state change is one Lua script
-//! over the upload's own keys, which share a hash tag (`<prefix>:v1:{<id>}:…`, ready for
-//! Redis Cluster). The due index, a sorted set, is a key of its own; scripts cannot touch
-//! it atomically, so it holds a lower bound of each upload's due time: calls that may
-//! start a claim lower the entry (`ZADD LT`, in the same round trip), and the sweeper
-//! moves an entry it finds early to the record's real due time. A chunk costs two round
-//! trips in all: read the record, then record the chunk. Calls share one multiplexed
-//! connection while it works; the pool makes and checks a new one when it breaks.
-//! Needs Redis 6.2 or later (`ZADD LT`).
+//! over the upload's own keys, which share a hash tag (`<prefix>:v1:{<id>}:…`), so each
+//! script stays within one Redis Cluster slot. The due index, a sorted set, is a key of
+//! its own (another slot); scripts cannot touch it atomically, so it holds a lower bound
+//! of each upload's due time: calls that may start a claim lower the entry (`ZADD LT`,
+//! sent beside the script, never pipelined with it), and the sweeper moves an entry it
+//! finds early to the record's real due time. A chunk costs two round trips in all: read
+//! the record, then record the chunk. `connection` owns how requests reach Redis
+//! (standalone or cluster, TLS, reconnecting). Needs Redis 6.2 or later (`ZADD LT`).
 
+mod connection;
 mod fields;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::Duration;
-use deadpool_redis::{Config, Pool, Runtime, Timeouts};
-use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
+use self::connection::Redis;
 use self::fields::{from_fields, ms, pairs, to_fields};
 use super::codec::{decode_receipt, encode};
 use super::{CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore};
+use crate::config::RedisSettings;
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
 /// How long past its expiry Redis itself drops a record the sweepers never reached.
 const SAFETY_MARGIN_MS: i64 = 7 * 24 * 3600 * 1000;
-/// No Redis call may take longer than this; a hung server reads as unavailable.
-const CALL_TIMEOUT: StdDuration = StdDuration::from_secs(3);
 
 struct Scripts {
     insert: Script,
@@ -71,26 +68,23 @@ enum Index {
 
 /// A `SessionStore` in Redis.
 pub struct RedisSessionStore {
-    pool: Pool,
-    /// A multiplexed connection shared by every call while it works. Taking one from the
-    /// pool each time would cost a health-check round trip per call.
-    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+    redis: Redis,
     prefix: String,
     scripts: Scripts,
-    round_trips: prometheus::IntCounter,
 }
 
 impl RedisSessionStore {
-    /// A store on the Redis at `url`, every key under `prefix`, counting each round trip
-    /// in `round_trips`. Connects lazily: a Redis that is down now makes calls fail with
-    /// `Unavailable` until it is back.
+    /// A store on the one Redis at `url`, every key under `prefix`, counting each round
+    /// trip in `round_trips`. Connects lazily: a Redis that is down now makes calls fail
+    /// with `Unavailable` until it is back.
     pub fn new(url: &str, prefix: &str, round_trips: prometheus::IntCounter) -> Result<Self, SessionError> {
-        let mut config = Config::from_url(url);
-        let mut pool_config = deadpool_redis::PoolConfig::new(64);
-        pool_config.timeouts =
-            Timeouts { wait: Some(CALL_TIMEOUT), create: Some(CALL_TIMEOUT), recycle: Some(CALL_TIMEOUT) };
-        config.pool = Some(pool_config);
-        let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(SessionError::unavailable)?;
+        let settings = RedisSettings { url: url.to_owned(), key_prefix: prefix.to_owned(), ..RedisSettings::default() };
+        Self::with_settings(&settings, round_trips)
+    }
+
+    /// A store on the Redis (one server or a cluster, plain or TLS) that `settings`
+    /// describe, counting each round trip in `round_trips`. Connects lazily.
+    pub fn with_settings(settings: &RedisSettings, round_trips: prometheus::IntCounter) -> Result<Self, SessionError> {
         let scripts = Scripts {
             insert: Script::new(include_str!("insert.lua")),
             record: Script::new(include_str!("record.lua")),
@@ -103,7 +97,8 @@ impl RedisSessionStore {
             remove: Script::new(include_str!("remove.lua")),
             reschedule: Script::new(include_str!("reschedule.lua")),
         };
-        Ok(Self { pool, shared: Arc::default(), prefix: prefix.to_owned(), scripts, round_trips })
+        let redis = Redis::new(settings, round_trips)?;
+        Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts })
     }
 
     fn upload_key(&self, id: &UploadId) -> String {
@@ -118,31 +113,16 @@ impl RedisSessionStore {
         format!("{}:v1:expiry", self.prefix)
     }
 
-    /// Sends `pipe` (with a bound on time, on the I/O runtime) and decodes its replies.
-    async fn query<T: FromRedisValue + Send + 'static>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
-        let (pool, shared, pipe) = (self.pool.clone(), Arc::clone(&self.shared), pipe.clone());
-        self.round_trips.inc();
-        let call = crate::runtime::spawn(async move {
-            let mut conn = shared_connection(&pool, &shared).await?;
-            let answer = match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn)).await {
-                Ok(answer) => answer,
-                Err(elapsed) => {
-                    Err(redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)))
-                }
-            };
-            if answer.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) {
-                // Broken or hung: the next call gets a checked connection from the pool.
-                shared.lock().unwrap_or_else(|p| p.into_inner()).take();
-            }
-            answer.map_err(SessionError::unavailable)
-        });
-        call.await.map_err(SessionError::unavailable)?
+    /// Sends `pipe` (commands within one slot) and decodes its replies.
+    async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
+        self.redis.query(pipe).await
     }
 
-    /// Runs `script` on the upload's keys, and moves the upload's entry in the due
-    /// index as `index` says in the same round trip. A Redis that lost its script cache
-    /// (a restart) costs one more trip to load it again.
-    async fn run<T: FromRedisValue + Send + 'static>(
+    /// Runs `script` on the upload's keys and moves the upload's entry in the due index
+    /// as `index` says, by a request sent beside it (the index lives in another cluster
+    /// slot), in the same round trip of latency. A Redis that lost its script cache (a
+    /// restart) costs one more trip to load it again.
+    async fn run<T: FromRedisValue>(
         &self,
         script: &Script,
         id: &UploadId,
@@ -156,47 +136,36 @@ impl RedisSessionStore {
         }
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
-        match index {
-            Some(Index::Add(at)) => {
-                pipe.zadd(self.expiry_key(), id.to_string(), ms(at)).ignore();
+        let index = index.map(|index| {
+            let mut update = redis::pipe();
+            match index {
+                Index::Add(at) => update.zadd(self.expiry_key(), id.to_string(), ms(at)).ignore(),
+                Index::Lower(at) => {
+                    update.cmd("ZADD").arg(self.expiry_key()).arg("LT").arg(ms(at)).arg(id.to_string()).ignore()
+                }
+            };
+            update
+        });
+        let call = || async {
+            match &index {
+                Some(index) => self.redis.query_beside::<(T,)>(&pipe, index).await,
+                None => self.redis.query::<(T,)>(&pipe).await,
             }
-            Some(Index::Lower(at)) => {
-                pipe.cmd("ZADD").arg(self.expiry_key()).arg("LT").arg(ms(at)).arg(id.to_string()).ignore();
-            }
-            None => {}
-        }
-        match self.query::<(T,)>(&pipe).await {
+        };
+        match call().await {
             Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
                 self.load_scripts().await?;
-                Ok(self.query::<(T,)>(&pipe).await?.0)
+                Ok(call().await?.0)
             }
             other => Ok(other?.0),
         }
     }
 
-    /// Loads every script into Redis's script cache, in one round trip. Done at start-up
-    /// and again whenever Redis has lost its cache (after a restart).
+    /// Loads every script into Redis's script cache (of every primary, on a cluster), in
+    /// one round trip. Done at start-up and again whenever Redis has lost its cache.
     pub async fn load_scripts(&self) -> Result<(), SessionError> {
-        let mut pipe = redis::pipe();
-        for script in self.scripts.all() {
-            pipe.load_script(script).ignore();
-        }
-        self.query::<()>(&pipe).await
+        self.redis.load_scripts(&self.scripts.all()).await
     }
-}
-
-/// The shared connection, or a fresh one from the pool (which checks it first).
-async fn shared_connection(
-    pool: &Pool,
-    shared: &Mutex<Option<MultiplexedConnection>>,
-) -> Result<MultiplexedConnection, SessionError> {
-    if let Some(conn) = shared.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-        return Ok(conn);
-    }
-    let pooled = pool.get().await.map_err(SessionError::unavailable)?;
-    let conn: MultiplexedConnection = (*pooled).clone();
-    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-    Ok(conn)
 }
 
 fn is_noscript(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {

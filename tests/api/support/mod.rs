@@ -2,4 +2,6 @@
 
 pub mod faults;
 pub mod redis;
+pub mod redis_cluster;
 pub mod s3;
+pub mod tls;

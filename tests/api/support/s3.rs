@@ -29,7 +29,7 @@ const STARTUP: Duration = Duration::from_secs(60);
 /// happens when the test process drops the harness or dies in any way; then removes the
 /// server's folder (`$1`). A background list reads from /dev/null unless redirected,
 /// hence fd 3.
-const WRAPPER: &str = r#"root=$1; shift
+pub const WRAPPER: &str = r#"root=$1; shift
 exec 3<&0
 "$@" </dev/null &
 server=$!
