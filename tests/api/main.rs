@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod create;
 mod expiry;
+mod fault_matrix;
 mod form;
 mod lifecycle;
 mod operations;
