@@ -49,7 +49,10 @@ async fn kill_mid_assembly(cluster: &mut Cluster, tally: &Tally, rng: &mut StdRn
     cluster.kill9(instance);
     let forward = rng.random_bool(0.5);
     held.release(forward);
-    tally.add(if forward { "kill-mid-assembly-s3-finished" } else { "kill-mid-assembly" });
+    tally.add("kill-mid-assembly");
+    if forward {
+        tally.add("kill-mid-assembly-s3-finished");
+    }
     replace(cluster, instance, rng).await;
 }
 

@@ -42,6 +42,9 @@ pub struct Spec {
     pub cancel_after: Option<u32>,
     pub cut_body: bool,
     pub corrupt_race: bool,
+    /// Walks away once the upload is `completing` or its last chunk got no answer, as a
+    /// closed browser tab does: the server must finish it alone.
+    pub walks_away: bool,
 }
 
 /// Where an upload ended.
@@ -67,6 +70,7 @@ pub struct Job {
     accepted: u32,
     cut_done: bool,
     race_done: bool,
+    away: bool,
 }
 
 /// What a call answered, as the client sees it.
@@ -90,6 +94,7 @@ impl Job {
             accepted: 0,
             cut_done: false,
             race_done: false,
+            away: false,
         }
     }
 
@@ -103,7 +108,7 @@ impl Job {
     pub async fn drive(&mut self, shared: &Shared, obey_stop: bool, deadline: Instant) {
         let mut missing: Option<Vec<u32>> = None;
         while self.outcome == Outcome::Unfinished {
-            if obey_stop && shared.stop.load(Ordering::SeqCst) {
+            if obey_stop && (self.away || shared.stop.load(Ordering::SeqCst)) {
                 return;
             }
             if Instant::now() > deadline {
@@ -120,6 +125,7 @@ impl Job {
                 continue;
             };
             chunks.shuffle(&mut self.rng);
+            let last = chunks.last().copied();
             for index in chunks {
                 if obey_stop && shared.stop.load(Ordering::SeqCst) {
                     return;
@@ -127,7 +133,11 @@ impl Job {
                 if self.spec.cancel_after.is_some_and(|k| self.accepted >= k) && self.cancel(shared, &up).await {
                     return;
                 }
-                if !self.send_chunk(shared, &up, index).await {
+                let (go_on, answered) = self.send_chunk(shared, &up, index).await;
+                if !answered && Some(index) == last {
+                    self.walk_away(shared, obey_stop);
+                }
+                if !go_on {
                     break;
                 }
                 if obey_stop {
@@ -168,6 +178,7 @@ impl Job {
                 None
             }
             (StatusCode::OK, Some("completing"), _) => {
+                self.walk_away(shared, true);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 None
             }
@@ -178,9 +189,17 @@ impl Job {
         }
     }
 
+    /// Leaves the upload to the server, if this client is one that walks away.
+    fn walk_away(&mut self, shared: &Shared, obey_stop: bool) {
+        if self.spec.walks_away && obey_stop && !self.away {
+            self.away = true;
+            shared.tally.add("walked-away");
+        }
+    }
+
     /// Sends chunk `index`, perhaps cut short first or raced by a corrupt copy; whether
-    /// to go on with the next chunk.
-    async fn send_chunk(&mut self, shared: &Shared, up: &Upload, index: u32) -> bool {
+    /// to go on with the next chunk, and whether an instance answered.
+    async fn send_chunk(&mut self, shared: &Shared, up: &Upload, index: u32) -> (bool, bool) {
         let good = self.chunk(index).to_vec();
         if self.spec.cut_body && !self.cut_done {
             self.cut_done = self.cut_body(shared, up, index, &good).await;
@@ -204,19 +223,19 @@ impl Job {
             let at = self.pick(shared);
             put(shared, &at, up, index, good).await
         };
-        let Answer::Status(status, value) = self.read(shared, answer).await else { return true };
+        let Answer::Status(status, value) = self.read(shared, answer).await else { return (true, false) };
         match (status, value["state"].as_str(), value["code"].as_str()) {
             (StatusCode::OK, Some("completed"), _) => self.check_object(shared).await,
             (StatusCode::OK, Some("failed"), _) => self.outcome = Outcome::Lost(format!("chunk answer: {value}")),
             (StatusCode::OK, Some("uploading"), _) => {
                 self.accepted += 1;
-                return true;
+                return (true, true);
             }
             // Completing, or another send filled the last gap: resume tells what next.
             (StatusCode::OK, _, _) | (StatusCode::CONFLICT, _, Some("upload-completing" | "upload-completed")) => {}
             _ => self.outcome = Outcome::Lost(format!("chunk {index} answered {status}: {value}")),
         }
-        false
+        (false, true)
     }
 
     /// Sends part of chunk `index` over raw TCP and hangs up; true once done. The chunk

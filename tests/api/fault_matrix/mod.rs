@@ -43,7 +43,7 @@ impl Config {
         Self {
             runs: var("FAULT_RUNS").unwrap_or(if seed.is_some() { 1 } else { 2 }),
             first_seed: seed.unwrap_or(clock % 1_000_000),
-            uploads: var("FAULT_UPLOADS").unwrap_or(6) as usize,
+            uploads: var("FAULT_UPLOADS").unwrap_or(8) as usize,
             phase: Duration::from_secs(var("FAULT_PHASE_SECS").unwrap_or(8)),
         }
     }
@@ -101,6 +101,7 @@ fn specs(seed: u64, uploads: usize, rng: &mut StdRng) -> Vec<Spec> {
                 cancel_after: (parts > 1 && rng.random_bool(0.15)).then(|| rng.random_range(1..parts as u32)),
                 cut_body: rng.random_bool(0.25),
                 corrupt_race: rng.random_bool(0.25),
+                walks_away: rng.random_bool(0.3),
             }
         })
         .collect()
