@@ -211,8 +211,10 @@ impl Job {
             let at = self.rng.random_range(0..bad.len());
             bad[at] ^= 0x5a;
             let (good_at, bad_at) = (self.pick(shared), self.pick(shared));
-            let (answer, refused) =
-                tokio::join!(put(shared, &good_at, up, index, good.clone()), put_md5(shared, &bad_at, up, index, bad, &good));
+            let (answer, refused) = tokio::join!(
+                put(shared, &good_at, up, index, good.clone()),
+                put_md5(shared, &bad_at, up, index, bad, &good)
+            );
             if let Ok(r) = refused {
                 if r.status() == StatusCode::OK {
                     shared.tally.violation(format!("{}: a corrupt copy of chunk {index} was accepted", self.label()));
@@ -261,7 +263,9 @@ impl Job {
         if let Answer::Status(StatusCode::OK, after) = self.call(shared, resume).await {
             let still = after["missing_chunks"].as_array().is_some_and(|m| m.contains(&json!(index)));
             if was_missing && after["state"] == "uploading" && !still {
-                shared.tally.violation(format!("{}: a body cut after {sent} bytes recorded chunk {index}", self.label()));
+                shared
+                    .tally
+                    .violation(format!("{}: a body cut after {sent} bytes recorded chunk {index}", self.label()));
             }
         }
         true
@@ -301,7 +305,8 @@ impl Job {
         match read_object(&shared.s3, &shared.prefix, key).await {
             Some(object) if object == self.data => self.outcome = Outcome::Completed,
             Some(object) => {
-                self.outcome = Outcome::Lost(format!("completed, but the object has other bytes ({} bytes)", object.len()))
+                self.outcome =
+                    Outcome::Lost(format!("completed, but the object has other bytes ({} bytes)", object.len()))
             }
             None => self.outcome = Outcome::Lost("completed, but there is no object".into()),
         }
@@ -356,7 +361,13 @@ impl Job {
 }
 
 /// Sends `data` as chunk `index` with its own MD5.
-async fn put(shared: &Shared, address: &str, up: &Upload, index: u32, data: Vec<u8>) -> reqwest::Result<reqwest::Response> {
+async fn put(
+    shared: &Shared,
+    address: &str,
+    up: &Upload,
+    index: u32,
+    data: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
     let md5 = content_md5(&data);
     send(shared, address, up, index, data, md5).await
 }

@@ -27,12 +27,18 @@ pub struct Cluster {
     pub prefix: String,
     pub ports: Vec<u16>,
     instances: Vec<Option<FerryProcess>>,
+    settings: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts Redis, the proxy (seeded with `seed`) and three instances.
     pub async fn start(seed: u64) -> Self {
+        Self::start_with(seed, &[]).await
+    }
+
+    /// As `start`, with `FERRY__…` settings of the test's own.
+    pub async fn start_with(seed: u64, settings: &[(&str, &str)]) -> Self {
         let redis = tokio::task::block_in_place(RedisServer::start);
         let s3 = tokio::task::block_in_place(|| S3Server::shared(Kind::S3sFs));
         let proxy = S3FaultProxy::start(&s3.endpoint(), 3, seed).await;
@@ -40,7 +46,9 @@ impl Cluster {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("fault-matrix/{seed}-{}", &unique[..8]);
         let dir = tempfile::Builder::new().prefix("ferry-fault-matrix-").tempdir().unwrap();
-        let mut cluster = Self { redis, s3, proxy, prefix, ports, instances: vec![None, None, None], dir };
+        let settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let instances = vec![None, None, None];
+        let mut cluster = Self { redis, s3, proxy, prefix, ports, instances, settings, dir };
         for i in 0..3 {
             cluster.restart(i).await;
         }
@@ -144,6 +152,7 @@ impl Cluster {
         .map(|(k, v)| (format!("FERRY__{k}"), v))
         .collect();
         env.push(("RUST_LOG".into(), "warn,ferry=info".into()));
+        env.extend(self.settings.iter().cloned());
         env
     }
 }

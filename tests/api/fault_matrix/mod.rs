@@ -13,6 +13,7 @@
 mod chaos;
 mod client;
 mod cluster;
+mod expiry;
 mod tally;
 mod verdict;
 
@@ -26,6 +27,22 @@ use rand::{Rng, SeedableRng};
 use self::client::{Job, Shared, Spec};
 use self::cluster::{Cluster, PART};
 use self::tally::Tally;
+
+/// Figures every report line carries, even at 0.
+const FIGURES: &[&str] = &[
+    "uploads",
+    "completed",
+    "verified",
+    "canceled",
+    "lost",
+    "stuck-completing",
+    "kill-mid-chunk",
+    "kill-mid-assembly",
+    "redis-restart",
+    "cut-body",
+    "corrupt-race",
+    "cancel",
+];
 
 /// The knobs, from the environment.
 struct Config {
@@ -155,6 +172,9 @@ async fn run(seed: u64, config: &Config) -> Report {
     verdict::judge(&cluster, &shared, &mut jobs).await;
 
     let mut counts = shared.tally.counts();
+    for figure in FIGURES {
+        counts.entry((*figure).to_owned()).or_insert(0);
+    }
     for (name, n) in cluster.proxy.counts().into_iter().filter(|(k, _)| k.starts_with("s3-")) {
         counts.insert(name.to_owned(), n);
     }
