@@ -30,7 +30,7 @@ awk -v day="$(date +%F)" '
         sum[kv[1]] += kv[2]
     }
 }
-/^FAULT-VIOLATION / { violations++; split($2, s, "="); bad[s[2]] = 1 }
+/^FAULT-VIOLATION / { violations++; split($2, kv, "="); bad[kv[2]] = 1 }
 END {
     printf "\n### Fault matrix soak (%s)\n\n", day
     printf "| runs | uploads | completed | verified | canceled | lost | stuck completing | violations | seconds |\n"
@@ -43,6 +43,6 @@ END {
     printf "\nClient side: %d retries after no answer, %d after 503, %d after other 5xx; %d uploads resumed after the faults.\n",
         sum["answers-none"], sum["answers-503"], sum["answers-500"], sum["resumed"]
     printf "Seeds: %s\n", seeds
-    if (violations) { printf "Runs with violations (replay with FAULT_SEED):"; for (s in bad) printf " %s", s; printf "\n" }
+    if (violations) { printf "Runs with violations (replay with FAULT_SEED):"; for (k in bad) printf " %s", k; printf "\n" }
 }' "$log"
 exit $status
