@@ -2,8 +2,8 @@
 # The fault matrix as a soak: many randomized runs of three ferry binaries on Redis and
 # S3 under faults (tests/api/fault_matrix), then a summary table for BENCHMARKS.md.
 # Usage: scripts/soak.sh [RUNS]   (default 50; about 20-30 s a run)
-# FAULT_SEED (the first seed), FAULT_UPLOADS (per run, default 8) and FAULT_PHASE_SECS
-# (the fault phase, default 8) pass through. Exits non-zero if any run lost an upload
+# FAULT_SEED (the first seed; default from the clock), FAULT_UPLOADS (per run, default 8
+# here) and FAULT_PHASE_SECS (the fault phase, default 8 here) pass through. Exits non-zero if any run lost an upload
 # or broke a promise; each such run is listed with its seed, to replay with
 # FAULT_SEED=<seed> cargo test --test api fault_matrix -- --nocapture
 set -euo pipefail
@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.local/bin:$PATH"
 
 runs=${1:-50}
+export FAULT_UPLOADS=${FAULT_UPLOADS:-8} FAULT_PHASE_SECS=${FAULT_PHASE_SECS:-8}
 log=$(mktemp -t ferry-soak-XXXXXX.log)
 echo "scripts/soak.sh: building" >&2
 cargo test --locked --test api --no-run --quiet
