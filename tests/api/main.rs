@@ -11,6 +11,7 @@ mod cluster;
 mod completion;
 mod create;
 mod expiry;
+mod fault_matrix;
 mod form;
 mod hostile;
 mod lifecycle;

@@ -1,13 +1,11 @@
 //! Nothing is lost when the process goes away: a clean restart in-process, a `kill -9`
 //! of the real binary, and a graceful SIGTERM that lets a chunk in flight finish.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::support::process::FerryProcess as Process;
 use crate::support::s3::free_port;
 
 #[tokio::test]
@@ -30,69 +28,6 @@ async fn a_restart_on_the_same_data_dir_resumes_the_upload() {
     assert_eq!(std::fs::read(app.object_path(&up.key)).unwrap(), data);
     drop(app);
     drop(tempdir);
-}
-
-/// The real `ferry` binary, configured by environment variables only.
-struct Process {
-    child: Child,
-    address: String,
-}
-
-impl Process {
-    async fn start(dir: &Path, port: u16) -> Self {
-        Self::start_with(dir, port, &[]).await
-    }
-
-    async fn start_with(dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("serve")
-            .env("FERRY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("FERRY__SERVER__WORKERS", "2")
-            .env("FERRY__STORAGE__FS__ROOT", dir.join("objects"))
-            .env("FERRY__SESSIONS__EMBEDDED__PATH", dir.join("sessions"))
-            .env("FERRY__UPLOADS__MIN_CHUNK_SIZE", MIN_CHUNK.to_string())
-            .env("FERRY__UPLOADS__DEFAULT_CHUNK_SIZE", CHUNK.to_string())
-            .env("FERRY__UPLOADS__MAX_CHUNK_SIZE", MAX_CHUNK.to_string())
-            .env("FERRY__UPLOADS__MAX_FILE_SIZE", MAX_FILE.to_string())
-            .env("RUST_LOG", "warn")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the ferry binary starts");
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        eventually("the binary serves", || async {
-            client.get(format!("{address}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        Self { child, address }
-    }
-
-    /// Opens an upload of `size` bytes on this process.
-    async fn create(&self, client: &reqwest::Client, filename: &str, size: usize) -> Upload {
-        let created: Value = client
-            .post(format!("{}/v1/uploads", self.address))
-            .json(&json!({"filename": filename, "size": size}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Upload::from_json(&created)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Sends chunk `index` of `data` to the server at `address`, with its MD5.
@@ -121,9 +56,7 @@ async fn kill_9_mid_upload_loses_nothing() {
     for i in [6, 1, 4] {
         assert_eq!(put(&client, &first.address, &up, i, &data).await, StatusCode::OK);
     }
-    let mut first = first;
-    first.child.kill().unwrap(); // SIGKILL: no chance to flush or say goodbye
-    first.child.wait().unwrap();
+    first.kill9();
 
     let second = Process::start(dir.path(), port).await;
     let status: Value = client
@@ -149,7 +82,7 @@ async fn sigterm_fails_readiness_drains_a_chunk_in_flight_then_exits() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let client = reqwest::Client::new();
-    let mut process = Process::start_with(dir.path(), port, &[("FERRY__SERVER__DRAIN_DELAY_SECS", "2")]).await;
+    let mut process = Process::start_with(dir.path(), port, [("FERRY__SERVER__DRAIN_DELAY_SECS", "2")]).await;
     let up = process.create(&client, "a.bin", CHUNK as usize).await;
     let data = bytes(16, CHUNK as usize);
 
@@ -200,7 +133,7 @@ async fn the_binary_reads_lists_and_numbers_from_the_environment() {
         ("FERRY__UPLOADS__ALLOWED_CONTENT_TYPES", "video/mp4, image/png"),
         ("FERRY__AUTH__SECRET", "0123456789abcdef0123"),
     ];
-    let process = Process::start_with(dir.path(), port, &env).await;
+    let process = Process::start_with(dir.path(), port, env).await;
     let client = reqwest::Client::new();
     let create = |key: &'static str, content_type: &'static str| {
         client

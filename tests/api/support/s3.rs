@@ -163,7 +163,7 @@ impl S3Server {
     pub fn settings(&self) -> S3Settings {
         S3Settings {
             bucket: Some(BUCKET.into()),
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
+            endpoint: Some(self.endpoint()),
             region: REGION.into(),
             prefix: PREFIX.into(),
             access_key_id: Some(ACCESS_KEY.into()),
@@ -180,6 +180,18 @@ impl S3Server {
     /// A plain SDK client of this server, to look at the bucket behind ferry's back.
     pub fn client(&self) -> aws_sdk_s3::Client {
         client(self.port)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder s3s-fs keeps its files in: multipart uploads in progress show there as
+    /// `.upload-<id>.json` and `.upload_id-<id>.part-<n>` (s3s-fs has no
+    /// ListMultipartUploads).
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
     }
 
     fn wait_until_up(&mut self, log: &Path) {
