@@ -1,7 +1,7 @@
 //! Several instances, no sticky sessions: three applications share one Redis and one S3
 //! store, and any of them serves any request of any upload.
 
-use ferry::config::{RedisSettings, SessionBackend, StorageBackend};
+use ferry::config::{RedisSettings, SessionBackend, Settings, StorageBackend};
 use ferry::storage::contract::Inspect;
 use ferry::storage::{S3ObjectStore, StagedUpload};
 use reqwest::StatusCode;
@@ -15,6 +15,20 @@ const MIB: u64 = 1024 * 1024;
 /// S3 needs parts of at least 5 MiB but the last.
 const PART: u64 = 5 * MIB;
 const SECRET: &str = "a-secret-every-instance-shares";
+
+/// An instance of the cloud setup: sessions in the Redis `redis` describes, objects in
+/// the shared S3 store, chunks of at least S3's part minimum.
+fn cloud(s: &mut Settings, redis: RedisSettings, s3: &S3Server) {
+    s.sessions.backend = SessionBackend::Redis;
+    s.sessions.redis = redis;
+    s.auth.secret = Some(SECRET.into());
+    s.storage.backend = StorageBackend::S3;
+    s.storage.s3 = s3.settings();
+    s.uploads.min_chunk_size = PART;
+    s.uploads.default_chunk_size = PART;
+    s.uploads.max_chunk_size = 8 * MIB;
+    s.uploads.max_file_size = 1024 * MIB;
+}
 
 /// Three instances on one Redis and one S3 bucket.
 struct Cluster {
@@ -30,15 +44,7 @@ impl Cluster {
         let apps = (0..3)
             .map(|_| {
                 spawn_app_with(|s| {
-                    s.sessions.backend = SessionBackend::Redis;
-                    s.sessions.redis.url = redis.url();
-                    s.auth.secret = Some(SECRET.into());
-                    s.storage.backend = StorageBackend::S3;
-                    s.storage.s3 = s3.settings();
-                    s.uploads.min_chunk_size = PART;
-                    s.uploads.default_chunk_size = PART;
-                    s.uploads.max_chunk_size = 8 * MIB;
-                    s.uploads.max_file_size = 1024 * MIB;
+                    cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
                     // Sweeps would add Redis round trips to the ones counted below.
                     s.uploads.sweep_interval_secs = 3600;
                 })
@@ -80,21 +86,7 @@ impl Cluster {
 /// whole. The other Redis setups (TLS, a cluster) run this.
 pub async fn an_upload_through_two_instances_comes_out_whole(redis: RedisSettings) {
     let s3 = S3Server::shared(Kind::S3sFs);
-    let apps: Vec<TestApp> = (0..2)
-        .map(|_| {
-            spawn_app_with(|s| {
-                s.sessions.backend = SessionBackend::Redis;
-                s.sessions.redis = redis.clone();
-                s.auth.secret = Some(SECRET.into());
-                s.storage.backend = StorageBackend::S3;
-                s.storage.s3 = s3.settings();
-                s.uploads.min_chunk_size = PART;
-                s.uploads.default_chunk_size = PART;
-                s.uploads.max_chunk_size = 8 * MIB;
-                s.uploads.max_file_size = 1024 * MIB;
-            })
-        })
-        .collect();
+    let apps: Vec<TestApp> = (0..2).map(|_| spawn_app_with(|s| cloud(s, redis.clone(), s3))).collect();
     let data = bytes(27, 2 * PART as usize + 777);
     let up = apps[0].create(data.len() as u64, None).await;
     for i in [2usize, 0] {

@@ -9,8 +9,8 @@ use crate::support::redis::RedisServer;
 
 /// A store on a Redis of its own; the server lives as long as the store.
 pub struct Scratch {
-    _server: RedisServer,
-    store: RedisSessionStore,
+    pub _server: RedisServer,
+    pub store: RedisSessionStore,
 }
 
 impl std::ops::Deref for Scratch {
@@ -20,7 +20,7 @@ impl std::ops::Deref for Scratch {
     }
 }
 
-fn counter() -> prometheus::IntCounter {
+pub fn counter() -> prometheus::IntCounter {
     prometheus::IntCounter::new("round_trips", "round trips").unwrap()
 }
 

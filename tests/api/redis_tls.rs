@@ -5,24 +5,8 @@
 use ferry::config::RedisSettings;
 use ferry::session::{RedisSessionStore, SessionError, SessionStore};
 
+use crate::redis::{counter, Scratch};
 use crate::support::redis::RedisServer;
-
-/// A store on a TLS Redis of its own; the server lives as long as the store.
-pub struct Scratch {
-    _server: RedisServer,
-    store: RedisSessionStore,
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = RedisSessionStore;
-    fn deref(&self) -> &RedisSessionStore {
-        &self.store
-    }
-}
-
-fn counter() -> prometheus::IntCounter {
-    prometheus::IntCounter::new("round_trips", "round trips").unwrap()
-}
 
 fn settings(server: &RedisServer) -> RedisSettings {
     RedisSettings { url: server.url(), ca_file: Some(server.ca_file()), ..RedisSettings::default() }
