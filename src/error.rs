@@ -65,6 +65,13 @@ error_codes! {
     UploadCompleted = ("upload-completed", CONFLICT, "The upload is already completed"),
     UploadCompleting = ("upload-completing", CONFLICT, "The upload is being assembled"),
     UploadFailed = ("upload-failed", CONFLICT, "The upload has failed"),
+    NotAChunkedUpload = ("not-a-chunked-upload", CONFLICT, "The upload takes appends, not chunks"),
+    NotAnAppendUpload = ("not-an-append-upload", CONFLICT, "The upload takes chunks, not appends"),
+    OffsetMismatch = ("offset-mismatch", CONFLICT, "The offset is not the upload's"),
+    LengthExceeded = ("length-exceeded", PAYLOAD_TOO_LARGE, "The bytes go past the upload's length"),
+    InvalidLength = ("invalid-length", BAD_REQUEST, "The length contradicts the upload"),
+    AppendBusy = ("append-in-progress", LOCKED, "Another append to this upload is in progress"),
+    DigestMismatch = ("digest-mismatch", UNPROCESSABLE_ENTITY, "The bytes do not match their declared digest"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
     StoreUnavailable = ("store-unavailable", SERVICE_UNAVAILABLE, "The session store is unavailable"),
@@ -178,6 +185,13 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::MissingChecksum => ErrorCode::MissingChecksum,
         UploadError::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
         UploadError::IncompleteBody => ErrorCode::IncompleteBody,
+        UploadError::NotAChunkedUpload => ErrorCode::NotAChunkedUpload,
+        UploadError::NotAnAppendUpload => ErrorCode::NotAnAppendUpload,
+        UploadError::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
+        UploadError::LengthExceeded { .. } => ErrorCode::LengthExceeded,
+        UploadError::InvalidLength(_) => ErrorCode::InvalidLength,
+        UploadError::AppendBusy => ErrorCode::AppendBusy,
+        UploadError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
         UploadError::Session(_) => ErrorCode::InternalError,
         UploadError::Storage(StorageError::Unavailable(_)) => ErrorCode::StorageUnavailable,
@@ -206,6 +220,10 @@ impl From<UploadError> for ApiError {
             UploadError::InvalidChunkIndex { total } => api.with("total_chunks", total),
             UploadError::ChunkTooLarge { max } => api.with("max_chunk_size", max),
             UploadError::ChunkSizeMismatch { expected, .. } => api.with("expected_size", expected),
+            UploadError::OffsetMismatch { expected, provided } => {
+                api.with("expected_offset", expected).with("provided_offset", provided)
+            }
+            UploadError::LengthExceeded { length } => api.with("length", length),
             UploadError::ChecksumMismatch { expected, actual } => {
                 api.with("expected_md5", expected.to_string()).with("actual_md5", actual.to_string())
             }

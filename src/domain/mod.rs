@@ -4,6 +4,7 @@
 mod checksum;
 mod chunk_plan;
 mod clock;
+mod digest;
 mod object_key;
 mod record;
 mod upload_id;
@@ -11,6 +12,7 @@ mod upload_id;
 pub use checksum::{Md5Digest, Md5Hasher};
 pub use chunk_plan::{ChunkIndex, ChunkPlan, ChunkPlanError, ChunkPolicy};
 pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
+pub use digest::{DeclaredDigest, DigestAlgorithm, DigestHasher};
 pub use object_key::ObjectKey;
-pub use record::{Claim, Metadata, PartReceipt, UploadRecord, UploadState};
+pub use record::{AppendState, Claim, Metadata, PartReceipt, UploadRecord, UploadState};
 pub use upload_id::UploadId;

@@ -79,6 +79,19 @@ pub struct Claim {
     pub until: Timestamp,
 }
 
+/// Where an append upload (tus, the IETF draft) stands: bytes arrive in order, at an
+/// offset, in requests of any length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendState {
+    /// The total length, once declared (`None`: deferred, tus `Upload-Defer-Length`).
+    pub length: Option<u64>,
+    /// Bytes stored and recorded: where the next append starts. Never goes backwards.
+    pub offset: u64,
+    /// What the storage needs to go on from `offset` (an unfinished tail kept in the
+    /// bucket, say); opaque to everything but the storage backend. Empty at first.
+    pub cursor: String,
+}
+
 /// Everything known about one upload, apart from its per-chunk receipts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadRecord {
@@ -116,6 +129,10 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// When it expires unless touched again.
     pub expires_at: Timestamp,
+    /// For an append upload: its offset and length. `None` for a chunked upload. While
+    /// it is `uploading`, a live `claim` is the one append in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<AppendState>,
 }
 
 impl UploadRecord {
@@ -129,9 +146,21 @@ impl UploadRecord {
         self.claim.is_some_and(|c| c.until > now)
     }
 
-    /// Whether every chunk of the plan has been stored.
+    /// The file's total size, if known: the plan's, or an append upload's declared length.
+    pub fn size(&self) -> Option<u64> {
+        match &self.append {
+            Some(append) => append.length,
+            None => Some(self.plan.size()),
+        }
+    }
+
+    /// Whether every byte has been stored: every chunk of the plan, or an append upload's
+    /// declared length.
     pub fn has_all_chunks(&self) -> bool {
-        self.received_chunks == self.plan.total_chunks()
+        match &self.append {
+            Some(append) => append.length == Some(append.offset),
+            None => self.received_chunks == self.plan.total_chunks(),
+        }
     }
 
     /// Whether whoever asks at `now` may take the claim to assemble the object: every
@@ -162,6 +191,14 @@ impl UploadRecord {
     /// and finishing need.
     pub fn holds_claim(&self, fence: u64, now: Timestamp) -> bool {
         self.state == UploadState::Completing
+            && self.claim.is_some_and(|c| c.fence == fence && c.until > now)
+            && !self.is_expired(now)
+    }
+
+    /// Whether `fence` names the live append in flight at `now` on an unexpired upload.
+    pub fn holds_writer(&self, fence: u64, now: Timestamp) -> bool {
+        self.state == UploadState::Uploading
+            && self.append.is_some()
             && self.claim.is_some_and(|c| c.fence == fence && c.until > now)
             && !self.is_expired(now)
     }

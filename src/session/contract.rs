@@ -54,6 +54,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         created_at: now,
         updated_at: now,
         expires_at: now + ttl(),
+        append: None,
     }
 }
 

@@ -96,6 +96,61 @@ pub enum Finish {
     },
 }
 
+/// What `begin_append` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendStart {
+    /// The caller may append from the record's offset, under this claim, until it ends it
+    /// with `end_append` (or the claim lapses). The record as it is now.
+    Granted {
+        /// The writer's claim.
+        claim: Claim,
+        /// The record, its `append` telling the offset and the storage's cursor.
+        record: Box<UploadRecord>,
+    },
+    /// The upload's offset is not the one the caller named.
+    OffsetMismatch {
+        /// The upload's offset.
+        expected: u64,
+    },
+    /// Another append holds the upload.
+    Busy,
+    /// Not an append upload taking bytes (`uploading`) in this state, or not an append upload.
+    Refused(UploadState),
+    /// No such upload, or it has expired.
+    NotFound,
+}
+
+/// What an append stored, for `end_append` to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendProgress {
+    /// The new offset (at least the old one).
+    pub offset: u64,
+    /// The storage's new cursor.
+    pub cursor: String,
+    /// Parts the storage finished on the way (S3), to keep with the upload's receipts.
+    pub parts: Vec<(ChunkIndex, PartReceipt)>,
+    /// The total length, if this append declares it (a deferred length).
+    pub length: Option<u64>,
+}
+
+/// What `end_append` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendEnd {
+    /// Recorded; the writer's claim is over. When the offset reached the length, the
+    /// caller holds the completion claim.
+    Recorded {
+        /// The upload's offset now.
+        offset: u64,
+        /// Its length, if known.
+        length: Option<u64>,
+        /// The claim to complete the upload, when this append stored its last byte.
+        claim: Option<Claim>,
+    },
+    /// The writer's claim was no longer live (it lapsed, or the upload was canceled or
+    /// expired): nothing was recorded.
+    Lost,
+}
+
 /// What `retire` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Retired {
@@ -151,7 +206,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError>;
 
     /// Extends the live claim with `fence` to `now + lease` (and the expiry with it): the
-    /// heartbeat of a running completion. `false` if that claim lapsed or was taken over.
+    /// heartbeat of a running completion, or of an append in flight. `false` if that
+    /// claim lapsed or was taken over.
     async fn renew(&self, id: &UploadId, fence: u64, now: Timestamp, lease: Duration) -> Result<bool, SessionError>;
 
     /// Ends the claim with `fence`; `false` (and no change) unless that claim is live at
@@ -171,6 +227,33 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Moves the expiry of a live (unexpired, not canceled) upload to `now + ttl`; the
     /// updated record, or `None` if there is none to touch.
     async fn touch(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<Option<UploadRecord>, SessionError>;
+
+    /// Takes the right to append to an append upload that is `uploading`, unexpired, at
+    /// `offset`, and not held by a live append: a claim until `now + lease` under a new
+    /// fence (a lapsed writer's claim is taken over). Moves expiry to `now + ttl` and
+    /// keeps it at least as long as the claim.
+    async fn begin_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendStart, SessionError>;
+
+    /// Records what the append holding the claim `fence` stored ([`UploadRecord::holds_writer`]
+    /// at `now`): the new offset and cursor, its finished parts, a declared length; ends
+    /// the writer's claim; moves expiry to `now + ttl`. If the offset reached the length,
+    /// takes the completion claim for `lease` in the same step, as `record_part` does.
+    async fn end_append(
+        &self,
+        id: &UploadId,
+        fence: u64,
+        progress: &AppendProgress,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendEnd, SessionError>;
 
     /// Atomically marks the upload `canceled`, drops its receipts and keeps the record as
     /// a tombstone until `now + ttl`.

@@ -65,7 +65,7 @@ async fn staged(store: &dyn Harness) -> StagedUpload {
             .into(),
     };
     let storage_upload_id = store.create_multipart(&id, &key, &attributes).await.expect("create_multipart");
-    StagedUpload { id, key, storage_upload_id }
+    StagedUpload { id, key, storage_upload_id, append: false }
 }
 
 async fn put(store: &dyn Harness, up: &StagedUpload, index: u32, data: &[u8]) -> (ChunkIndex, PartReceipt) {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <root>/<upload id>/<name>               finished objects (the upload's key)
-//! <root>/.ferry/staging/<upload id>/     stored chunks of unfinished uploads, a file per send
+//! <root>/.ferry/staging/<upload id>/     stored chunks of unfinished uploads, a file per send,
+//!                                         or one `append.data` for an append upload
 //! <root>/.ferry/tmp/                      files being written; swept at start-up
 //! ```
 //!
@@ -17,9 +18,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::{multipart_etag, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject};
+use super::{
+    multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError,
+    StoredObject,
+};
 use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, UploadId};
 
 /// An `ObjectStore` on a local directory.
@@ -67,6 +71,48 @@ impl FsObjectStore {
             return Err(StorageError::Refused(format!("{etag:?} is not a part tag of this store")));
         }
         Ok(self.staging_dir(id).join(format!("{etag}.part")))
+    }
+
+    /// The file an append upload's bytes go to, in order.
+    fn append_path(&self, id: &UploadId) -> PathBuf {
+        self.staging_dir(id).join("append.data")
+    }
+
+    /// An append upload's file becomes the object: it is checked to hold `size` bytes,
+    /// hashed for its ETag, flushed and renamed into place.
+    async fn complete_append(&self, upload: &StagedUpload, size: u64) -> Result<StoredObject, StorageError> {
+        let source = self.append_path(&upload.id);
+        let path = self.object_path(&upload.key);
+        let held = match tokio::fs::metadata(&source).await {
+            Ok(meta) => meta.len(),
+            // An earlier call finished the job (its answer was lost).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && is_file_of_size(&path, size).await => {
+                let etag =
+                    tokio::task::spawn_blocking(move || md5_of_file(&path)).await.map_err(StorageError::unavailable)?;
+                return Ok(StoredObject { etag: etag.map_err(StorageError::unavailable)?.hex(), size });
+            }
+            Err(e) => return Err(StorageError::unavailable(e)),
+        };
+        if held < size {
+            return Err(StorageError::Refused(format!("the upload's file holds {held} bytes, not {size}")));
+        }
+        let hashed = source.clone();
+        let md5 = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().write(true).open(&hashed)?;
+            // Bytes past the length were never recorded: a cut append's leftovers.
+            file.set_len(size)?;
+            file.sync_all()?;
+            md5_of_file(&hashed)
+        })
+        .await
+        .map_err(StorageError::unavailable)?
+        .map_err(StorageError::unavailable)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
+        }
+        rename_durably(&source, &path).await?;
+        self.abort(upload).await?;
+        Ok(StoredObject { etag: md5.hex(), size })
     }
 
     /// A new temporary file, remaking the temporary folder if someone removed it.
@@ -153,6 +199,47 @@ impl ObjectStore for FsObjectStore {
         Ok(PartReceipt { md5, etag, size: len })
     }
 
+    #[tracing::instrument(name = "fs.append", skip_all, fields(upload_id = %upload.id, offset = at.offset))]
+    async fn append(
+        &self,
+        upload: &StagedUpload,
+        at: &AppendAt,
+        mut body: ByteStream<'_>,
+        max: u64,
+    ) -> Result<AppendStored, StorageError> {
+        tokio::fs::create_dir_all(self.staging_dir(&upload.id)).await.map_err(StorageError::unavailable)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.append_path(&upload.id))
+            .await
+            .map_err(StorageError::unavailable)?;
+        // Bytes past the recorded offset belong to an append that was not recorded.
+        file.set_len(at.offset).await.map_err(StorageError::unavailable)?;
+        file.seek(io::SeekFrom::Start(at.offset)).await.map_err(StorageError::unavailable)?;
+        let mut written = 0u64;
+        let mut broken = None;
+        while let Some(piece) = body.next().await {
+            let piece = match piece {
+                Ok(piece) => piece,
+                Err(e) => {
+                    broken = Some(StorageError::Body(e));
+                    break;
+                }
+            };
+            if written + piece.len() as u64 > max {
+                return Err(StorageError::TooLarge { max });
+            }
+            file.write_all(&piece).await.map_err(StorageError::unavailable)?;
+            written += piece.len() as u64;
+        }
+        // What arrived is kept, cut short or not: flushed before it is recorded.
+        file.flush().await.map_err(StorageError::unavailable)?;
+        file.sync_data().await.map_err(StorageError::unavailable)?;
+        Ok(AppendStored { offset: at.offset + written, cursor: String::new(), parts: Vec::new(), broken })
+    }
+
     #[tracing::instrument(name = "fs.complete", skip_all, fields(upload_id = %upload.id, parts = parts.len()))]
     async fn complete(
         &self,
@@ -160,6 +247,9 @@ impl ObjectStore for FsObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
+        if upload.append {
+            return self.complete_append(upload, size).await;
+        }
         let etag = multipart_etag(parts.iter().map(|(_, p)| &p.md5));
         let path = self.object_path(&upload.key);
         let sources = parts.iter().map(|(_, p)| self.part_path(&upload.id, &p.etag)).collect::<Result<Vec<_>, _>>()?;
@@ -262,6 +352,31 @@ fn concatenate(sources: &[PathBuf], mut out: std::fs::File) -> io::Result<u64> {
     Ok(written)
 }
 
+/// Renames `from` to `dest` (atomically replacing what is there), then flushes the folder
+/// so the rename itself survives a crash.
+async fn rename_durably(from: &Path, dest: &Path) -> Result<(), StorageError> {
+    tokio::fs::rename(from, dest).await.map_err(StorageError::unavailable)?;
+    if let Some(folder) = dest.parent() {
+        let folder = tokio::fs::File::open(folder).await.map_err(StorageError::unavailable)?;
+        folder.sync_all().await.map_err(StorageError::unavailable)?;
+    }
+    Ok(())
+}
+
+/// The MD5 of a whole file, read once.
+fn md5_of_file(path: &Path) -> io::Result<Md5Digest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Md5Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = io::Read::read(&mut file, &mut buffer)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
 /// A file being written; removed when dropped unless persisted into its place.
 struct TempFile {
     path: PathBuf,
@@ -276,12 +391,8 @@ impl TempFile {
     /// Renames the file to `dest` (atomically replacing what is there), then flushes the
     /// folder so the rename itself survives a crash.
     async fn persist(mut self, dest: &Path) -> Result<(), StorageError> {
-        tokio::fs::rename(&self.path, dest).await.map_err(StorageError::unavailable)?;
+        rename_durably(&self.path, dest).await?;
         self.persisted = true;
-        if let Some(folder) = dest.parent() {
-            let folder = tokio::fs::File::open(folder).await.map_err(StorageError::unavailable)?;
-            folder.sync_all().await.map_err(StorageError::unavailable)?;
-        }
         Ok(())
     }
 }

@@ -90,12 +90,47 @@ pub struct StagedUpload {
     pub key: ObjectKey,
     /// The storage's own multipart upload id, if it has one.
     pub storage_upload_id: Option<String>,
+    /// Whether its bytes arrive by appends (tus, the IETF draft) rather than chunks.
+    pub append: bool,
 }
 
 impl From<&UploadRecord> for StagedUpload {
     fn from(record: &UploadRecord) -> Self {
-        Self { id: record.id, key: record.key.clone(), storage_upload_id: record.storage_upload_id.clone() }
+        Self {
+            id: record.id,
+            key: record.key.clone(),
+            storage_upload_id: record.storage_upload_id.clone(),
+            append: record.append.is_some(),
+        }
     }
+}
+
+/// Where an append starts, as the session record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendAt {
+    /// Bytes the upload holds (recorded): the append's first byte goes there.
+    pub offset: u64,
+    /// The storage's cursor as last recorded (empty at first).
+    pub cursor: String,
+    /// Parts recorded so far (S3): the next part's index.
+    pub parts: u32,
+    /// The upload's total length, if known: an append that reaches it is the last.
+    pub length: Option<u64>,
+}
+
+/// What an append stored. Everything here is durable; the caller records it (or, to
+/// keep nothing of the request, does not: the next append starts from the old state).
+#[derive(Debug)]
+pub struct AppendStored {
+    /// The upload's new offset: every byte before it is stored for good.
+    pub offset: u64,
+    /// The cursor to record with it.
+    pub cursor: String,
+    /// Parts finished on the way, to record with the upload's receipts.
+    pub parts: Vec<(ChunkIndex, PartReceipt)>,
+    /// Why the body stopped early, when it did (a cut connection): the bytes before
+    /// `offset` are kept all the same.
+    pub broken: Option<StorageError>,
 }
 
 /// What a finished object carries besides its bytes.
@@ -167,6 +202,19 @@ pub trait ObjectStore: Send + Sync + 'static {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError>;
+
+    /// Appends the bytes of `body` after the `at.offset` bytes the upload holds: all of
+    /// them, at most `max`. Keeps every byte it can make durable even when the body
+    /// breaks, and says how far it got. Stores nothing past `at.length`. Never disturbs
+    /// what the recorded state `at` refers to, so an append that is not recorded (a
+    /// checksum mismatch, a lost claim) leaves the upload as it was.
+    async fn append(
+        &self,
+        upload: &StagedUpload,
+        at: &AppendAt,
+        body: ByteStream<'_>,
+        max: u64,
+    ) -> Result<AppendStored, StorageError>;
 
     /// Drops every staged part of the upload. Idempotent; never touches a finished object.
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError>;

@@ -52,6 +52,9 @@ impl UploadService {
         body: ByteStream<'_>,
     ) -> Result<ChunkAccepted, UploadError> {
         let record = self.live(id).await?;
+        if record.append.is_some() {
+            return Err(UploadError::NotAChunkedUpload);
+        }
         if record.state != UploadState::Uploading {
             return Err(UploadError::WrongState(record.state));
         }

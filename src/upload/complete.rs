@@ -54,9 +54,10 @@ impl UploadService {
         }
     }
 
-    /// Renews the claim every third of the lease; returns once it is lost. A failed
+    /// Renews the claim `fence` (a completion's, or an append's) every third of the
+    /// lease; returns once it is lost. A failed
     /// renewal is tried again: the claim may well still be live.
-    async fn heartbeat(&self, record: &UploadRecord, fence: u64) {
+    pub(super) async fn heartbeat(&self, record: &UploadRecord, fence: u64) {
         let every = (self.policy.lease / 3).to_std().unwrap_or(MIN_HEARTBEAT).max(MIN_HEARTBEAT);
         loop {
             tokio::time::sleep(every).await;
@@ -86,7 +87,7 @@ impl UploadService {
     async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
         let staged = StagedUpload::from(record);
         let parts = self.sessions.parts(&record.id).await?;
-        let finish = match self.storage.complete(&staged, &parts, record.plan.size()).await {
+        let finish = match self.storage.complete(&staged, &parts, record.size().unwrap_or_default()).await {
             Ok(object) => Finish::Completed { etag: object.etag },
             Err(StorageError::PartsChanged(chunks)) => {
                 tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed or went missing; asking for them again");

@@ -1,6 +1,6 @@
 //! `UploadError`: everything the upload service can refuse or fail with.
 
-use crate::domain::{ChunkPlanError, Md5Digest, UploadState};
+use crate::domain::{ChunkPlanError, DigestAlgorithm, Md5Digest, UploadState};
 use crate::session::SessionError;
 use crate::storage::StorageError;
 
@@ -63,6 +63,38 @@ pub enum UploadError {
     FileTooLarge {
         /// The limit.
         max: u64,
+    },
+    /// A chunk for an append upload (which takes appends, not chunks).
+    #[error("this upload takes appends at an offset, not numbered chunks")]
+    NotAChunkedUpload,
+    /// An append for a chunked upload.
+    #[error("this upload takes numbered chunks, not appends")]
+    NotAnAppendUpload,
+    /// The append's offset is not the upload's.
+    #[error("the upload's offset is {expected}, not {provided}")]
+    OffsetMismatch {
+        /// The upload's offset.
+        expected: u64,
+        /// The offset the request named.
+        provided: u64,
+    },
+    /// The append would go past the upload's length.
+    #[error("the upload's length is {length} bytes; this append goes past it")]
+    LengthExceeded {
+        /// The length (or the largest file allowed, when none is declared yet).
+        length: u64,
+    },
+    /// A declared length contradicts the upload's.
+    #[error("{0}")]
+    InvalidLength(String),
+    /// Another append holds the upload.
+    #[error("another append to this upload is in progress")]
+    AppendBusy,
+    /// The append's bytes do not match the digest the client declared.
+    #[error("the bytes do not match the declared {algorithm} digest; nothing of them was kept")]
+    DigestMismatch {
+        /// The declared digest's algorithm.
+        algorithm: DigestAlgorithm,
     },
     /// The session store failed.
     #[error(transparent)]

@@ -3,6 +3,7 @@
 //! completed | failed`, and `canceled`), who assembles an object, and what expiry cleans.
 //! Handlers call it; it never sees HTTP.
 
+mod append;
 mod chunk;
 mod complete;
 mod error;
@@ -20,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
 use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
+pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
 pub use error::UploadError;
 pub use form::FormFile;
@@ -102,10 +104,16 @@ impl UploadService {
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);
-        let now = self.clock.now();
-        let mut record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, now);
+        let record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
+        self.open(record).await
+    }
+
+    /// Prepares storage for a new record and stores it: an empty file is stored at once
+    /// and the upload is `completed`.
+    async fn open(&self, mut record: UploadRecord) -> Result<UploadRecord, UploadError> {
+        let id = record.id;
         let attributes = ObjectAttributes::from(&record);
-        if plan.size() == 0 {
+        if record.size() == Some(0) {
             let empty = Box::pin(futures_util::stream::empty());
             let object = self.storage.put_object(&record.key, empty, 0, &attributes).await?;
             record.state = UploadState::Completed;
@@ -242,6 +250,7 @@ impl UploadService {
             created_at: now,
             updated_at: now,
             expires_at: now + self.policy.ttl,
+            append: None,
         }
     }
 

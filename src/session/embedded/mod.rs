@@ -10,7 +10,9 @@ use chrono::Duration;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::codec::{decode_receipt, decode_record, encode};
-use super::{CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore};
+use super::{
+    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore,
+};
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
@@ -238,7 +240,7 @@ impl SessionStore for EmbeddedSessionStore {
             let Some(mut record) = t.load(&id)? else {
                 return Ok(false);
             };
-            if !record.holds_claim(fence, now) {
+            if !record.holds_claim(fence, now) && !record.holds_writer(fence, now) {
                 return Ok(false);
             }
             let old_due = record.due_at();
@@ -319,6 +321,85 @@ impl SessionStore for EmbeddedSessionStore {
             record.expires_at = now + ttl;
             t.save(&record, Some(old_due))?;
             Ok(Some(record))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.begin_append", skip_all, fields(upload_id = %id, offset))]
+    async fn begin_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendStart, SessionError> {
+        let id = id.to_string();
+        self.write(move |t| {
+            let Some(mut record) = t.load_live(&id, now)? else {
+                return Ok(AppendStart::NotFound);
+            };
+            let Some(expected) = record.append.as_ref().map(|a| a.offset) else {
+                return Ok(AppendStart::Refused(record.state));
+            };
+            if record.state != UploadState::Uploading {
+                return Ok(AppendStart::Refused(record.state));
+            }
+            if record.has_live_claim(now) {
+                return Ok(AppendStart::Busy);
+            }
+            if expected != offset {
+                return Ok(AppendStart::OffsetMismatch { expected });
+            }
+            let old_due = record.due_at();
+            record.fence += 1;
+            let claim = Claim { fence: record.fence, until: now + lease };
+            record.claim = Some(claim);
+            record.updated_at = now;
+            record.expires_at = (now + ttl).max(claim.until);
+            t.save(&record, Some(old_due))?;
+            Ok(AppendStart::Granted { claim, record: Box::new(record) })
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.end_append", skip_all, fields(upload_id = %id, fence))]
+    async fn end_append(
+        &self,
+        id: &UploadId,
+        fence: u64,
+        progress: &AppendProgress,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendEnd, SessionError> {
+        let (id, progress) = (id.to_string(), progress.clone());
+        self.write(move |t| {
+            let Some(mut record) = t.load(&id)? else {
+                return Ok(AppendEnd::Lost);
+            };
+            if !record.holds_writer(fence, now) {
+                return Ok(AppendEnd::Lost);
+            }
+            let old_due = record.due_at();
+            for (index, receipt) in &progress.parts {
+                let previous = t.parts.insert((id.as_str(), index.0), encode(receipt)?.as_slice());
+                if previous.map_err(SessionError::unavailable)?.is_none() {
+                    record.received_chunks += 1;
+                }
+            }
+            let Some(append) = record.append.as_mut() else { return Ok(AppendEnd::Lost) };
+            append.offset = append.offset.max(progress.offset);
+            append.cursor = progress.cursor;
+            append.length = progress.length.or(append.length);
+            let (offset, length) = (append.offset, append.length);
+            record.bytes_received = offset;
+            record.claim = None;
+            record.updated_at = now;
+            record.expires_at = now + ttl;
+            let claim = record.is_claimable(now).then(|| record.take_claim(now, lease));
+            t.save(&record, Some(old_due))?;
+            Ok(AppendEnd::Recorded { offset, length, claim })
         })
         .await
     }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
-use crate::domain::{ChunkPlan, Claim, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{
+    AppendState, ChunkPlan, Claim, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+};
 
 /// The fields of a record fixed at creation.
 #[derive(Serialize, Deserialize)]
@@ -59,6 +61,12 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
     if let Some(error) = &r.error {
         fields.push(("error", error.clone()));
     }
+    if let Some(append) = &r.append {
+        fields.push(("append", "1".into()));
+        fields.push(("offset", append.offset.to_string()));
+        fields.push(("length", append.length.map(|l| l.to_string()).unwrap_or_default()));
+        fields.push(("cursor", append.cursor.clone()));
+    }
     Ok(fields)
 }
 
@@ -92,6 +100,17 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
         created_at: meta.created_at,
         updated_at: time("updated")?,
         expires_at: time("expires")?,
+        append: match fields.get("append").map(String::as_str) {
+            Some("1") => Some(AppendState {
+                length: match text("length")?.as_str() {
+                    "" => None,
+                    length => Some(length.parse().map_err(|_| corrupt("length"))?),
+                },
+                offset: count("offset")?,
+                cursor: fields.get("cursor").cloned().unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 

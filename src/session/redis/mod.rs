@@ -20,7 +20,9 @@ use redis::{FromRedisValue, Script};
 use self::connection::Redis;
 use self::fields::{from_fields, ms, pairs, to_fields};
 use super::codec::{decode_receipt, encode};
-use super::{CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore};
+use super::{
+    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore,
+};
 use crate::config::RedisSettings;
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
@@ -38,10 +40,12 @@ struct Scripts {
     retire: Script,
     remove: Script,
     reschedule: Script,
+    begin_append: Script,
+    end_append: Script,
 }
 
 impl Scripts {
-    fn all(&self) -> [&Script; 10] {
+    fn all(&self) -> [&Script; 12] {
         [
             &self.insert,
             &self.record,
@@ -53,6 +57,8 @@ impl Scripts {
             &self.retire,
             &self.remove,
             &self.reschedule,
+            &self.begin_append,
+            &self.end_append,
         ]
     }
 }
@@ -96,6 +102,8 @@ impl RedisSessionStore {
             retire: Script::new(include_str!("retire.lua")),
             remove: Script::new(include_str!("remove.lua")),
             reschedule: Script::new(include_str!("reschedule.lua")),
+            begin_append: Script::new(include_str!("begin_append.lua")),
+            end_append: Script::new(include_str!("end_append.lua")),
         };
         let redis = Redis::new(settings, round_trips)?;
         Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts })
@@ -334,6 +342,74 @@ impl SessionStore for RedisSessionStore {
             return Ok(None);
         }
         from_fields(&pairs(&reply)).map(Some)
+    }
+
+    #[tracing::instrument(name = "redis.begin_append", skip_all, fields(upload_id = %id, offset))]
+    async fn begin_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendStart, SessionError> {
+        let args = [offset.to_string(), ms(now).to_string(), millis(ttl), millis(lease), margin()];
+        let reply: Vec<String> = self.run(&self.scripts.begin_append, id, &args, None).await?;
+        match tagged(&reply) {
+            ("granted", rest) => {
+                let claim = Claim { fence: number(rest.first())?, until: time(number(rest.get(1))?)? };
+                let record = from_fields(&pairs(rest.get(2..).unwrap_or_default()))?;
+                Ok(AppendStart::Granted { claim, record: Box::new(record) })
+            }
+            ("offset", rest) => Ok(AppendStart::OffsetMismatch { expected: number(rest.first())? }),
+            ("busy", _) => Ok(AppendStart::Busy),
+            ("refused", rest) => Ok(AppendStart::Refused(state_of(rest)?)),
+            _ => Ok(AppendStart::NotFound),
+        }
+    }
+
+    #[tracing::instrument(name = "redis.end_append", skip_all, fields(upload_id = %id, fence))]
+    async fn end_append(
+        &self,
+        id: &UploadId,
+        fence: u64,
+        progress: &AppendProgress,
+        now: Timestamp,
+        ttl: Duration,
+        lease: Duration,
+    ) -> Result<AppendEnd, SessionError> {
+        let mut args = vec![
+            fence.to_string(),
+            ms(now).to_string(),
+            millis(ttl),
+            millis(lease),
+            margin(),
+            progress.offset.to_string(),
+            progress.cursor.clone(),
+            progress.length.map(|l| l.to_string()).unwrap_or_default(),
+        ];
+        for (index, receipt) in &progress.parts {
+            args.push(index.0.to_string());
+            args.push(String::from_utf8(encode(receipt)?).map_err(|e| SessionError::Corrupt(e.to_string()))?);
+        }
+        // This append may store the last byte and take the completion claim.
+        let index = Index::Lower(now + lease);
+        let reply: Vec<String> = self.run(&self.scripts.end_append, id, &args, Some(index)).await?;
+        match tagged(&reply) {
+            ("ok", rest) => {
+                let fence: u64 = number(rest.get(2))?;
+                let claim = match fence {
+                    0 => None,
+                    fence => Some(Claim { fence, until: time(number(rest.get(3))?)? }),
+                };
+                let length = match rest.get(1).map(String::as_str) {
+                    None | Some("") => None,
+                    Some(_) => Some(number(rest.get(1))?),
+                };
+                Ok(AppendEnd::Recorded { offset: number(rest.first())?, length, claim })
+            }
+            _ => Ok(AppendEnd::Lost),
+        }
     }
 
     #[tracing::instrument(name = "redis.cancel", skip_all, fields(upload_id = %id))]

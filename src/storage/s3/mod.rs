@@ -37,7 +37,9 @@ use futures_util::future::{self, Either};
 
 use self::assemble::Listing;
 use self::connect::{call_timeouts, CHECK_TIMEOUT};
-use super::{ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject};
+use super::{
+    AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject,
+};
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
 /// Parts of bodies of unknown length (S3 needs 5 MiB but for the last part).
@@ -176,6 +178,16 @@ impl ObjectStore for S3ObjectStore {
         attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError> {
         self.create(&self.object_key(key), attributes).await.map(Some)
+    }
+
+    async fn append(
+        &self,
+        _upload: &StagedUpload,
+        _at: &AppendAt,
+        _body: ByteStream<'_>,
+        _max: u64,
+    ) -> Result<AppendStored, StorageError> {
+        Err(StorageError::Refused("appends are not supported by the S3 store yet".into()))
     }
 
     async fn drop_part(&self, _: &StagedUpload, _: ChunkIndex, _: &PartReceipt) -> Result<(), StorageError> {

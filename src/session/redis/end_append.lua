@@ -1,0 +1,31 @@
+-- Record what an append stored and end its claim. KEYS: upload, parts.
+-- ARGV: fence, now, ttl, lease, margin, offset, cursor, length ('' when not declared),
+-- then index/receipt pairs of the parts it finished.
+-- Returns {'ok', offset, length or '', fence, claim_until} (fence 0: no completion claim)
+-- or {'lost'} when the writer's claim is not live.
+local now = tonumber(ARGV[2])
+local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires', 'append', 'offset',
+  'length', 'received')
+if f[1] ~= 'uploading' or f[5] ~= '1' or tonumber(f[2]) ~= tonumber(ARGV[1]) then return {'lost'} end
+if tonumber(f[3]) <= now or tonumber(f[4]) <= now then return {'lost'} end
+local offset = math.max(tonumber(f[6]), tonumber(ARGV[6]))
+local length = f[7]
+if ARGV[8] ~= '' then length = ARGV[8] end
+local received = tonumber(f[8])
+for i = 9, #ARGV, 2 do
+  if redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then received = received + 1 end
+end
+local expires = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'offset', offset, 'cursor', ARGV[7], 'length', length, 'received', received,
+  'bytes', offset, 'claim_fence', 0, 'claim_until', 0, 'updated', now)
+local fence, claim_until = 0, 0
+if length ~= '' and tonumber(length) == offset then
+  fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+  claim_until = now + tonumber(ARGV[4])
+  expires = math.max(expires, claim_until)
+  redis.call('HSET', KEYS[1], 'state', 'completing', 'claim_fence', fence, 'claim_until', claim_until)
+end
+redis.call('HSET', KEYS[1], 'expires', expires)
+redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[5]))
+redis.call('PEXPIREAT', KEYS[2], expires + tonumber(ARGV[5]))
+return {'ok', offset, length, fence, claim_until}
