@@ -5,7 +5,8 @@
 //! and resumes after a drop; the last chunk assembles the object.
 //!
 //! Map of the crate, outside in:
-//! - [`startup`] builds the [`Application`] from [`config::Settings`] and serves it.
+//! - [`startup`] builds the [`Application`] from [`config::Settings`] and serves it;
+//!   [`server`] is its HTTP listener (actix-web's, plus an `Expect: 100-continue` hook).
 //! - [`routes`] are thin HTTP handlers; [`error`] turns failures into problem+json;
 //!   [`telemetry`] adds request ids, spans and logs; [`metrics`] counts; [`auth`] checks
 //!   upload tokens and API keys.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod runtime;
+pub mod server;
 pub mod session;
 pub mod startup;
 pub mod storage;

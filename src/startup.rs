@@ -1,5 +1,5 @@
 //! Wiring: build the stores and the service from `Settings`, bind the listener, serve the
-//! route table, run the expiry sweeper beside it, and drain on SIGTERM or SIGINT.
+//! route table (through [`crate::server`]), run the expiry sweeper beside it, and drain on SIGTERM or SIGINT.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Compress};
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use anyhow::Context;
 
 use crate::auth::{load_or_create_secret, ApiKeys, TokenSigner};
@@ -82,21 +81,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("Failed to bind {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
-        let app_state = state.clone();
-        let routes = crate::routes::RouteOptions { upload_page: settings.server.ui };
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(Compress::default())
-                .wrap(from_fn(crate::telemetry::trace_requests))
-                .app_data(app_state.clone())
-                .configure(move |cfg| crate::routes::configure(cfg, routes))
-        })
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server.listen(listener)?.run();
+        let server = crate::server::serve(listener, &settings.server, state.clone())?;
         tracing::info!(
             port,
             storage = ?settings.storage.backend,

@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetrySettings};
+use crate::metrics::Metrics;
 use crate::startup::AppState;
 
 /// The header that carries a request's id.
@@ -35,37 +36,61 @@ pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        method = %req.method(),
-        path = %req.path(),
-    );
+    let trace = RequestTrace::start(req.headers(), req.method(), req.path());
     let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let method = method_label(req.method());
-    let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
-
-    let status = response.status();
-    let elapsed = started.elapsed();
+    let mut response = next.call(req).instrument(trace.span.clone()).await?;
     let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-    if let Some(metrics) = metrics {
-        metrics.observe_request(method, &route, status.as_u16(), elapsed.as_secs_f64());
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    span.in_scope(|| {
-        tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request finished");
-    });
+    let status = response.status();
+    trace.finish(response.headers_mut(), status, &route, metrics.as_ref());
     Ok(response)
+}
+
+/// One request's id, span and start: what `trace_requests` keeps, and what a request
+/// answered before it reaches the app (a refused `Expect: 100-continue`) keeps too.
+pub struct RequestTrace {
+    id: String,
+    /// The request's span: work done for the request belongs in it.
+    pub span: Span,
+    method: &'static str,
+    started: Instant,
+}
+
+impl RequestTrace {
+    /// Starts tracing a request: its id is its own `X-Request-Id` when it sent a usable
+    /// one, else a fresh UUID.
+    pub fn start(headers: &HeaderMap, method: &Method, path: &str) -> Self {
+        let id = headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+        Self { id, span, method: method_label(method), started: Instant::now() }
+    }
+
+    /// Passes the request's id on in its `headers`, for the tracing that follows (the
+    /// app's middleware) to use the same one.
+    pub fn hand_over(self, headers: &mut HeaderMap) {
+        if let Ok(value) = HeaderValue::from_str(&self.id) {
+            headers.insert(REQUEST_ID, value);
+        }
+    }
+
+    /// Ends the trace: sets `X-Request-Id` in `headers`, records the duration under
+    /// `route` (a route pattern, never a raw path) and logs the outcome.
+    pub fn finish(self, headers: &mut HeaderMap, status: StatusCode, route: &str, metrics: Option<&Metrics>) {
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = metrics {
+            metrics.observe_request(self.method, route, status.as_u16(), elapsed.as_secs_f64());
+        }
+        if let Ok(value) = HeaderValue::from_str(&self.id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        self.span.in_scope(|| {
+            tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request finished");
+        });
+    }
 }
 
 /// The method as a metric label: any token is a valid HTTP method, so anything ferry does

@@ -3,9 +3,10 @@
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, FromRequest, HttpRequest};
 
+use crate::auth::TokenSigner;
 use crate::domain::UploadId;
 use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
@@ -18,8 +19,8 @@ pub struct UploadAccess(pub UploadId);
 #[derive(Debug, Clone, Copy)]
 pub struct CreatorAccess;
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credentials) = value.split_once(' ')?;
     let credentials = credentials.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
@@ -39,18 +40,25 @@ impl FromRequest for UploadAccess {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready((|| {
-            let token = bearer(req).ok_or_else(missing)?;
-            let id: UploadId = req
-                .match_info()
-                .get("upload_id")
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| ApiError::new(ErrorCode::UploadNotFound, "no upload has this id"))?;
-            if !state(req)?.tokens.verify(&id, token) {
-                return Err(ApiError::new(ErrorCode::InvalidToken, "this token is not valid for this upload"));
-            }
-            Ok(UploadAccess(id))
-        })())
+        ready(
+            state(req)
+                .and_then(|state| UploadAccess::check(req.headers(), req.match_info().get("upload_id"), &state.tokens)),
+        )
+    }
+}
+
+impl UploadAccess {
+    /// Whether `headers` carry a token for the upload whose id is `upload_id` (the raw
+    /// path segment): the extractor's check, for callers that hold only a request head.
+    pub(super) fn check(headers: &HeaderMap, upload_id: Option<&str>, tokens: &TokenSigner) -> Result<Self, ApiError> {
+        let token = bearer(headers).ok_or_else(missing)?;
+        let id: UploadId = upload_id
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::new(ErrorCode::UploadNotFound, "no upload has this id"))?;
+        if !tokens.verify(&id, token) {
+            return Err(ApiError::new(ErrorCode::InvalidToken, "this token is not valid for this upload"));
+        }
+        Ok(UploadAccess(id))
     }
 }
 
@@ -64,7 +72,7 @@ impl FromRequest for CreatorAccess {
             if !keys.required() {
                 return Ok(CreatorAccess);
             }
-            let key = bearer(req).ok_or_else(missing)?;
+            let key = bearer(req.headers()).ok_or_else(missing)?;
             if !keys.allows(key) {
                 return Err(ApiError::new(ErrorCode::InvalidToken, "this API key is not valid"));
             }

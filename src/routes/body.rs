@@ -34,6 +34,19 @@ impl BodyLimits {
     pub fn new(max_in_flight: usize, idle: Duration, in_flight: IntGauge) -> Self {
         Self { slots: Arc::new(Semaphore::new(max_in_flight)), idle, in_flight }
     }
+
+    /// Refuses with `busy` when no slot is free at this moment (nothing is held: a body
+    /// that comes later takes its slot as usual).
+    pub(super) fn check_free(&self) -> Result<(), ApiError> {
+        if self.slots.available_permits() == 0 {
+            return Err(busy());
+        }
+        Ok(())
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::new(ErrorCode::Busy, "this instance is reading as many upload bodies as it may; retry shortly")
 }
 
 /// A request body that holds one of the instance's slots until it is dropped, and ends in
@@ -88,12 +101,7 @@ impl FromRequest for UploadBody {
         ready((|| {
             let limits = &super::access::state(req)?.bodies;
             // Refused before a byte of the body is read: the client may send it again later.
-            let slot = Arc::clone(&limits.slots).try_acquire_owned().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Busy,
-                    "this instance is reading as many upload bodies as it may; retry shortly",
-                )
-            })?;
+            let slot = Arc::clone(&limits.slots).try_acquire_owned().map_err(|_| busy())?;
             limits.in_flight.inc();
             let timed_out = Rc::new(Cell::new(false));
             let guard = BodyGuard {

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -23,12 +23,9 @@ pub async fn put(
     body: UploadBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let index: u32 = path
-        .1
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::InvalidChunkIndex, "the chunk index must be a non-negative integer"))?;
-    let len = content_length(&req)?;
-    let md5 = content_md5(&req)?;
+    let index = chunk_index(&path.1)?;
+    let len = content_length(req.headers())?;
+    let md5 = content_md5(req.headers())?;
     let (body, guard) = body.split();
     let body = body
         .map(|piece| piece.map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())))
@@ -38,9 +35,16 @@ pub async fn put(
     Ok(HttpResponse::Ok().json(Chunk::from(&accepted)))
 }
 
-fn content_length(req: &HttpRequest) -> Result<u64, ApiError> {
-    let value = req
-        .headers()
+/// The chunk index in the path.
+pub(super) fn chunk_index(segment: &str) -> Result<u32, ApiError> {
+    segment
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidChunkIndex, "the chunk index must be a non-negative integer"))
+}
+
+/// The declared chunk length.
+pub(super) fn content_length(headers: &HeaderMap) -> Result<u64, ApiError> {
+    let value = headers
         .get(header::CONTENT_LENGTH)
         .ok_or_else(|| ApiError::new(ErrorCode::LengthRequired, "send the chunk with a Content-Length"))?;
     value
@@ -50,8 +54,9 @@ fn content_length(req: &HttpRequest) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "Content-Length must be a number"))
 }
 
-fn content_md5(req: &HttpRequest) -> Result<Option<Md5Digest>, ApiError> {
-    let Some(value) = req.headers().get(CONTENT_MD5) else {
+/// The chunk's MD5, if sent.
+pub(super) fn content_md5(headers: &HeaderMap) -> Result<Option<Md5Digest>, ApiError> {
+    let Some(value) = headers.get(CONTENT_MD5) else {
         return Ok(None);
     };
     value.to_str().ok().and_then(|v| v.parse().ok()).map(Some).ok_or_else(|| {

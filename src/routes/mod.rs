@@ -4,6 +4,7 @@
 mod access;
 mod body;
 mod chunk;
+mod expect;
 mod form;
 mod health;
 mod ui;
@@ -16,6 +17,7 @@ use crate::error::{ApiError, ErrorCode};
 
 pub use access::{CreatorAccess, UploadAccess};
 pub use body::{BodyGuard, BodyLimits, UploadBody};
+pub use expect::continue_or_refuse;
 
 /// Largest JSON body accepted (creation requests carry at most 4 KiB of metadata).
 const JSON_LIMIT: usize = 64 * 1024;

@@ -1,7 +1,7 @@
 //! Taking one chunk, and assembling the object once the last gap is filled.
 
 use super::{UploadError, UploadService};
-use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadState};
+use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadRecord, UploadState};
 use crate::session::RecordOutcome;
 use crate::storage::{ByteStream, StagedUpload};
 
@@ -43,14 +43,26 @@ impl UploadService {
         result
     }
 
-    async fn store_chunk(
+    /// Whether chunk `index` of `len` bytes (with or without an MD5) would be taken now:
+    /// the checks `put_chunk` makes before reading a byte, for a client that asks first
+    /// (`Expect: 100-continue`). A refusal counts as a rejected chunk.
+    #[tracing::instrument(name = "Admit a chunk", skip_all, fields(upload_id = %id, chunk = index, len))]
+    pub async fn admit_chunk(&self, id: &UploadId, index: u32, len: u64, has_md5: bool) -> Result<(), UploadError> {
+        let result = self.admit(id, index, len, has_md5).await.map(drop);
+        if let Err(err) = &result {
+            self.metrics.chunk_rejected(crate::error::code_of(err).as_str());
+        }
+        result
+    }
+
+    /// The pre-body rules, once for `admit_chunk` and `store_chunk`.
+    async fn admit(
         &self,
         id: &UploadId,
         index: u32,
         len: u64,
-        md5: Option<Md5Digest>,
-        body: ByteStream<'_>,
-    ) -> Result<ChunkAccepted, UploadError> {
+        has_md5: bool,
+    ) -> Result<(UploadRecord, ChunkIndex), UploadError> {
         let record = self.live(id).await?;
         if record.append.is_some() {
             return Err(UploadError::NotAChunkedUpload);
@@ -67,9 +79,22 @@ impl UploadService {
         if len != expected {
             return Err(UploadError::ChunkSizeMismatch { index: index.0, expected, declared: len });
         }
-        if md5.is_none() && self.policy.require_chunk_md5 {
+        if !has_md5 && self.policy.require_chunk_md5 {
             return Err(UploadError::MissingChecksum);
         }
+        Ok((record, index))
+    }
+
+    async fn store_chunk(
+        &self,
+        id: &UploadId,
+        index: u32,
+        len: u64,
+        md5: Option<Md5Digest>,
+        body: ByteStream<'_>,
+    ) -> Result<ChunkAccepted, UploadError> {
+        let (record, index) = self.admit(id, index, len, md5.is_some()).await?;
+        let plan = record.plan;
 
         let staged = StagedUpload::from(&record);
         let receipt = match self.storage.put_part(&staged, index, body, len, md5).await {
