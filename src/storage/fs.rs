@@ -234,6 +234,10 @@ impl ObjectStore for FsObjectStore {
             file.write_all(&piece).await.map_err(StorageError::unavailable)?;
             written += piece.len() as u64;
         }
+        if let Some(len) = at.len.filter(|len| broken.is_none() && written != *len) {
+            // A body that did not carry the length it declared is kept like a cut one.
+            broken = Some(StorageError::IncompleteBody { expected: len, received: written });
+        }
         // What arrived is kept, cut short or not: flushed before it is recorded.
         file.flush().await.map_err(StorageError::unavailable)?;
         file.sync_data().await.map_err(StorageError::unavailable)?;

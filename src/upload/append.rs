@@ -120,6 +120,7 @@ impl UploadService {
             cursor: state.cursor,
             parts: record.received_chunks,
             length,
+            len: request.content_length,
         };
 
         // The body is hashed on its way to storage when the client declared a digest.
