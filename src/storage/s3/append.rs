@@ -255,10 +255,12 @@ impl S3ObjectStore {
         if tail > at.offset {
             return Err(StorageError::Refused(format!("a tail of {tail} bytes at offset {}", at.offset)));
         }
-        let writes = layout(at, tail, len, self.part_size);
-        if let Some(Write::Part(index, _)) = writes.iter().rev().find(|w| matches!(w, Write::Part(..))) {
-            part_number(ChunkIndex(*index))?;
+        // Every part but the last is whole: 10,000 of them bound the upload.
+        let most = self.part_size.saturating_mul(super::MAX_PARTS);
+        if at.offset + len > most {
+            return Err(StorageError::TooLarge { max: most.saturating_sub(at.offset) });
         }
+        let writes = layout(at, tail, len, self.part_size);
         // The recorded cursor replaced this tail: no recorded state needs it any more.
         if let Some(old) = &cursor.drop {
             self.delete_in_background(format!("{}{old}", self.staging_prefix(upload)));
@@ -443,6 +445,25 @@ mod tests {
         assert_eq!(layout(&at(23, 2, Some(30)), 3, 7, P), vec![Write::Part(2, P)]);
         assert_eq!(layout(&at(20, 2, Some(20)), 0, 0, P), vec![]);
         assert_eq!(layout(&at(0, 0, Some(4)), 0, 4, P), vec![Write::Part(0, 4)]);
+    }
+
+    #[actix_web::test]
+    async fn an_append_past_ten_thousand_parts_is_too_large_before_any_call() {
+        let settings = crate::config::S3Settings {
+            bucket: Some("b".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let store = S3ObjectStore::from_sdk_config(&settings, &sdk).unwrap();
+        let id = crate::domain::UploadId::new();
+        let up =
+            StagedUpload { id, key: crate::domain::ObjectKey::new(&id, "x"), storage_upload_id: None, append: true };
+        let most = settings.part_size * 10_000;
+        let at = AppendAt { offset: most - 1, len: Some(2), ..at(0, 9_999, None) };
+        let body = stream::iter([Ok(Bytes::from_static(b"xy"))]).boxed_local();
+        let err = store.append_bytes(&up, &at, body, u64::MAX).await.unwrap_err();
+        assert!(matches!(err, StorageError::TooLarge { max: 1 }), "{err:?}");
     }
 
     #[test]

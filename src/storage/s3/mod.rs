@@ -13,10 +13,14 @@
 //! parts with the receipts (sizes, and ETags where the store lists them) before it
 //! assembles anything.
 //!
+//! Append uploads (tus, the IETF draft) fill parts of `storage.s3.part_size` in order and
+//! keep an unfinished part as a tail object under `<prefix>.ferry/<upload id>/`; see
+//! `append`. Completing or aborting such an upload deletes its tails.
+//!
 //! Permissions needed on the bucket: `s3:PutObject` (which covers the multipart calls),
-//! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject),
-//! `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, and 404 rather than 403 for a
-//! missing object).
+//! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject, an
+//! append's tail), `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, listing an append
+//! upload's tails, and 404 rather than 403 for a missing object).
 
 mod append;
 mod assemble;
