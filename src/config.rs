@@ -13,6 +13,9 @@ const MIB: u64 = 1024 * 1024;
 /// S3's smallest part but the last; every chunk is one part with S3.
 const S3_MIN_PART_SIZE: u64 = 5 * MIB;
 
+/// S3's largest part.
+const S3_MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+
 /// S3's most parts in one multipart upload.
 const S3_MAX_PARTS: u32 = 10_000;
 
@@ -127,6 +130,11 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// The secret of `access_key_id`.
     pub secret_access_key: Option<String>,
+    /// Size in bytes of the parts that appended bytes (tus, the IETF draft) and form
+    /// bodies are cut into; only an upload's last part is shorter. At least 5 MiB (S3's
+    /// smallest part but the last), at most 5 GiB. An upload holds at most 10,000 parts,
+    /// so this also bounds an append upload's size (8 MiB: 78 GiB).
+    pub part_size: u64,
 }
 
 impl Default for S3Settings {
@@ -138,6 +146,7 @@ impl Default for S3Settings {
             prefix: String::new(),
             access_key_id: None,
             secret_access_key: None,
+            part_size: 8 * MIB,
         }
     }
 }
@@ -433,6 +442,13 @@ impl Settings {
                     u.min_chunk_size
                 ));
             }
+            if !(S3_MIN_PART_SIZE..=S3_MAX_PART_SIZE).contains(&s3.part_size) {
+                return fail(format!(
+                    "storage.s3.part_size ({}) must be between {S3_MIN_PART_SIZE} (5 MiB, S3's smallest part) \
+                     and {S3_MAX_PART_SIZE} (5 GiB, its largest)",
+                    s3.part_size
+                ));
+            }
             if u.max_chunks > S3_MAX_PARTS {
                 return fail(format!(
                     "uploads.max_chunks ({}) must be at most {S3_MAX_PARTS} (S3's part limit) with storage.backend = \"s3\"",
@@ -547,6 +563,19 @@ mod tests {
         assert!(err.contains("uploads.min_chunk_size") && err.contains("5242880"), "{err}");
         s.storage.backend = StorageBackend::Fs;
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn with_s3_parts_under_the_s3_minimum_are_refused_at_start() {
+        let mut s = s3_settings();
+        assert_eq!(s.storage.s3.part_size, 8 * MIB);
+        s.storage.s3.part_size = 5 * MIB;
+        s.validate().unwrap();
+        s.storage.s3.part_size = 5 * MIB - 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("storage.s3.part_size") && err.contains("5242880"), "{err}");
+        s.storage.s3.part_size = 5 * 1024 * MIB + 1;
+        assert!(s.validate().unwrap_err().to_string().contains("storage.s3.part_size"));
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::InvalidLength(_) => ErrorCode::InvalidLength,
         UploadError::AppendBusy => ErrorCode::AppendBusy,
         UploadError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+        UploadError::LengthRequired => ErrorCode::LengthRequired,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
         UploadError::Session(_) => ErrorCode::InternalError,
         UploadError::Storage(StorageError::Unavailable(_)) => ErrorCode::StorageUnavailable,

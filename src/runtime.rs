@@ -39,6 +39,15 @@ where
     Task(handle().spawn(future))
 }
 
+/// Runs `future` on the I/O runtime to its end, with nobody waiting for it (clean-ups
+/// whose failure only leaves work for a later sweep).
+pub fn detach<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(handle().spawn(future));
+}
+
 /// A future running on the I/O runtime; cancelled when dropped.
 pub struct Task<T>(JoinHandle<T>);
 

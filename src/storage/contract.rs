@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 
-use super::{ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError};
+use super::{AppendAt, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError};
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
 /// Size of every part but the last in these cases.
@@ -240,6 +240,125 @@ pub async fn completing_twice_returns_the_same_object(store: &dyn Harness) {
     assert_eq!(store.object(&up.key).await.expect("object"), data);
 }
 
+/// An append upload as its session record keeps it: offset, cursor, part receipts.
+struct Appending {
+    up: StagedUpload,
+    length: Option<u64>,
+    offset: u64,
+    cursor: String,
+    parts: Vec<(ChunkIndex, PartReceipt)>,
+}
+
+impl Appending {
+    async fn open(store: &dyn Harness, length: Option<u64>) -> Self {
+        let mut up = staged(store).await;
+        up.append = true;
+        Self { up, length, offset: 0, cursor: String::new(), parts: Vec::new() }
+    }
+
+    /// Where the next append starts, for a body of `len` bytes.
+    fn at(&self, len: usize) -> AppendAt {
+        AppendAt {
+            offset: self.offset,
+            cursor: self.cursor.clone(),
+            parts: self.parts.len() as u32,
+            length: self.length,
+            len: Some(len as u64),
+        }
+    }
+
+    /// Appends `data` whole and records what was stored, as the service does.
+    async fn append(&mut self, store: &dyn Harness, data: &[u8]) {
+        let at = self.at(data.len());
+        let room = self.length.unwrap_or(u64::MAX) - self.offset;
+        let stored = store.append(&self.up, &at, body(data), room).await.expect("append");
+        assert!(stored.broken.is_none(), "{:?}", stored.broken);
+        assert_eq!(stored.offset, self.offset + data.len() as u64);
+        self.record(stored);
+    }
+
+    fn record(&mut self, stored: super::AppendStored) {
+        assert!(stored.offset >= self.offset, "the offset went back");
+        self.offset = stored.offset;
+        self.cursor = stored.cursor;
+        for (index, receipt) in stored.parts {
+            self.parts.retain(|(i, _)| *i != index);
+            self.parts.push((index, receipt));
+        }
+        self.parts.sort_by_key(|(i, _)| *i);
+    }
+
+    async fn complete(&self, store: &dyn Harness) {
+        let size = self.length.expect("a length");
+        assert_eq!(self.offset, size);
+        let object = store.complete(&self.up, &self.parts, size).await.expect("complete");
+        assert_eq!(object.size, size);
+    }
+}
+
+/// Appends of odd sizes (a byte, a part less one, a part and one, several parts in one
+/// request, the short end) complete into exactly the bytes sent, and leave nothing staged.
+pub async fn appends_of_any_size_complete_the_original(store: &dyn Harness) {
+    let sizes = [1, PART - 1, PART + 1, 2 * PART + 5, 3];
+    let data = bytes(30, sizes.iter().sum());
+    let mut upload = Appending::open(store, Some(data.len() as u64)).await;
+    let mut from = 0;
+    for size in sizes {
+        upload.append(store, &data[from..from + size]).await;
+        from += size;
+    }
+    upload.complete(store).await;
+    assert_eq!(store.object(&upload.up.key).await.expect("object"), data);
+    assert!(!store.has_staged_parts(&upload.up).await, "staged bytes left after completion");
+}
+
+/// A body cut mid-way keeps exactly what the store reports (whole parts on S3, every byte
+/// on a disk), never less than was recorded; the next append from there completes it.
+pub async fn a_cut_append_keeps_what_it_reports_and_goes_on(store: &dyn Harness) {
+    let data = bytes(31, 2 * PART + 100);
+    let mut upload = Appending::open(store, Some(data.len() as u64)).await;
+    upload.append(store, &data[..10]).await;
+    let rest = &data[10..];
+    let cut = PART + 1000;
+    let at = upload.at(rest.len());
+    let stored = store.append(&upload.up, &at, cut_body(rest, cut), rest.len() as u64).await.expect("append");
+    assert!(stored.broken.as_ref().is_some_and(StorageError::is_client_fault), "{:?}", stored.broken);
+    assert!((10..=10 + cut as u64).contains(&stored.offset), "offset {}", stored.offset);
+    upload.record(stored);
+    let from = upload.offset as usize;
+    upload.append(store, &data[from..]).await;
+    upload.complete(store).await;
+    assert_eq!(store.object(&upload.up.key).await.expect("object"), data);
+}
+
+/// Appends that are not recorded (a digest mismatch, a lost claim) leave the upload as
+/// recorded: the next append from the old state completes the right bytes, even where
+/// the unrecorded ones went further.
+pub async fn an_append_not_recorded_leaves_the_upload_as_it_was(store: &dyn Harness) {
+    let data = bytes(32, PART + 20);
+    let mut upload = Appending::open(store, None).await;
+    upload.append(store, &data[..10]).await;
+    let garbage = bytes(33, 2 * PART);
+    let _ignored = store.append(&upload.up, &upload.at(garbage.len()), body(&garbage), u64::MAX).await;
+    let _ignored = store.append(&upload.up, &upload.at(7), body(&garbage[..7]), u64::MAX).await;
+    upload.length = Some(data.len() as u64);
+    upload.append(store, &data[10..]).await;
+    upload.complete(store).await;
+    assert_eq!(store.object(&upload.up.key).await.expect("object"), data);
+    assert!(!store.has_staged_parts(&upload.up).await, "staged bytes left after completion");
+}
+
+/// Aborting an append upload drops its bytes, the unfinished tail included.
+pub async fn abort_drops_an_append_uploads_bytes(store: &dyn Harness) {
+    let mut upload = Appending::open(store, None).await;
+    upload.append(store, &bytes(34, PART + 3)).await;
+    assert!(store.has_staged_parts(&upload.up).await);
+    store.abort(&upload.up).await.expect("abort");
+    store.abort(&upload.up).await.expect("abort is idempotent");
+    assert!(!store.has_staged_parts(&upload.up).await);
+    assert_eq!(store.object(&upload.up.key).await, None);
+}
+
 /// The storage answers a check.
 pub async fn a_check_answers(store: &dyn Harness) {
     store.check().await.expect("check");
@@ -261,6 +380,10 @@ macro_rules! object_store_contract {
             delete_removes_an_object,
             a_missing_part_is_asked_for_again,
             completing_twice_returns_the_same_object,
+            appends_of_any_size_complete_the_original,
+            a_cut_append_keeps_what_it_reports_and_goes_on,
+            an_append_not_recorded_leaves_the_upload_as_it_was,
+            abort_drops_an_append_uploads_bytes,
             a_check_answers,
         );
     };

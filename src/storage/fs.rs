@@ -234,6 +234,10 @@ impl ObjectStore for FsObjectStore {
             file.write_all(&piece).await.map_err(StorageError::unavailable)?;
             written += piece.len() as u64;
         }
+        if let Some(len) = at.len.filter(|len| broken.is_none() && written != *len) {
+            // A body that did not carry the length it declared is kept like a cut one.
+            broken = Some(StorageError::IncompleteBody { expected: len, received: written });
+        }
         // What arrived is kept, cut short or not: flushed before it is recorded.
         file.flush().await.map_err(StorageError::unavailable)?;
         file.sync_data().await.map_err(StorageError::unavailable)?;
@@ -441,6 +445,23 @@ mod tests {
     }
 
     crate::object_store_contract!(scratch());
+
+    #[actix_web::test]
+    async fn appends_need_no_cursor_parts_or_length() {
+        use crate::storage::contract::{body, bytes};
+        let store = scratch().await;
+        let id = UploadId::new();
+        let up = StagedUpload { id, key: ObjectKey::new(&id, "a.bin"), storage_upload_id: None, append: true };
+        let data = bytes(50, 1000);
+        let at = AppendAt { offset: 0, cursor: String::new(), parts: 0, length: Some(1000), len: None };
+        let stored = store.append(&up, &at, body(&data[..600]), 1000).await.unwrap();
+        assert_eq!((stored.offset, stored.cursor.as_str(), stored.parts.len()), (600, "", 0));
+        let at = AppendAt { offset: 600, len: Some(400), ..at };
+        let stored = store.append(&up, &at, body(&data[600..]), 400).await.unwrap();
+        assert_eq!((stored.offset, stored.cursor.as_str(), stored.parts.len()), (1000, "", 0));
+        store.complete(&up, &[], 1000).await.unwrap();
+        assert_eq!(std::fs::read(store.object_path(&up.key)).unwrap(), data);
+    }
 
     #[actix_web::test]
     async fn temporary_files_left_by_a_crash_are_swept_at_start() {

@@ -52,6 +52,10 @@ pub enum StorageError {
         /// The limit.
         max: u64,
     },
+    /// The store needs the body's length up front and the request did not say it;
+    /// nothing was read.
+    #[error("the body's length must be known before its first byte")]
+    LengthRequired,
     /// The storage failed for a passing reason; retrying may succeed.
     #[error("the object storage is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -76,7 +80,11 @@ impl StorageError {
     pub fn is_client_fault(&self) -> bool {
         matches!(
             self,
-            Self::ChecksumMismatch { .. } | Self::IncompleteBody { .. } | Self::Body(_) | Self::TooLarge { .. }
+            Self::ChecksumMismatch { .. }
+                | Self::IncompleteBody { .. }
+                | Self::Body(_)
+                | Self::TooLarge { .. }
+                | Self::LengthRequired
         )
     }
 }
@@ -116,6 +124,10 @@ pub struct AppendAt {
     pub parts: u32,
     /// The upload's total length, if known: an append that reaches it is the last.
     pub length: Option<u64>,
+    /// This request's body length, when the request says it (`Content-Length`). A store
+    /// that must declare each write's length before its first byte (S3) needs it, and
+    /// answers `LengthRequired` without it; the filesystem does not.
+    pub len: Option<u64>,
 }
 
 /// What an append stored. Everything here is durable; the caller records it (or, to

@@ -115,7 +115,13 @@ impl UploadService {
                 AppendStart::NotFound => return Err(UploadError::NotFound),
             };
         let Some(state) = record.append.clone() else { return Err(UploadError::NotAnAppendUpload) };
-        let at = AppendAt { offset: state.offset, cursor: state.cursor, parts: record.received_chunks, length };
+        let at = AppendAt {
+            offset: state.offset,
+            cursor: state.cursor,
+            parts: record.received_chunks,
+            length,
+            len: request.content_length,
+        };
 
         // The body is hashed on its way to storage when the client declared a digest.
         let hasher = Rc::new(RefCell::new(request.digest.as_ref().map(|d| DigestHasher::new(d.algorithm))));

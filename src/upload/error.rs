@@ -96,6 +96,9 @@ pub enum UploadError {
         /// The declared digest's algorithm.
         algorithm: DigestAlgorithm,
     },
+    /// The storage needs the append's body length up front (`Content-Length`).
+    #[error("this append needs a Content-Length")]
+    LengthRequired,
     /// The session store failed.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -110,6 +113,7 @@ impl From<StorageError> for UploadError {
             StorageError::ChecksumMismatch { expected, actual } => Self::ChecksumMismatch { expected, actual },
             StorageError::IncompleteBody { .. } | StorageError::Body(_) => Self::IncompleteBody,
             StorageError::TooLarge { max } => Self::FileTooLarge { max },
+            StorageError::LengthRequired => Self::LengthRequired,
             other => Self::Storage(other),
         }
     }

@@ -17,8 +17,8 @@ use crate::storage::StorageError;
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt of a call without a streaming body (a buffered part of at most
-/// `PART_SIZE` bytes included).
+/// One attempt of a call without a streaming body (a buffered part of a form body, of
+/// `storage.s3.part_size` bytes, included).
 const CALL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A call without a streaming body, retries included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -50,7 +50,8 @@ impl S3ObjectStore {
     }
 
     /// From an SDK configuration already loaded; `settings` win over it for the region
-    /// and the endpoint. Fails only when no bucket is set.
+    /// and the endpoint. Fails only when no bucket is set or the part size is under S3's
+    /// minimum.
     pub fn from_sdk_config(settings: &S3Settings, sdk: &SdkConfig) -> Result<Self, StorageError> {
         let bucket = settings.bucket.clone().filter(|b| !b.is_empty());
         let bucket = bucket.ok_or_else(|| StorageError::Refused("storage.s3.bucket is not set".into()))?;
@@ -83,12 +84,16 @@ impl S3ObjectStore {
             )
             .retry_config(RetryConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::enabled().grace_period(STALL_GRACE).build());
+        if settings.part_size < super::MIN_PART_SIZE {
+            return Err(StorageError::Refused(format!("storage.s3.part_size {} is under 5 MiB", settings.part_size)));
+        }
         let prefix = settings.prefix.trim_matches('/');
         Ok(Self {
             client: Client::from_conf(calls.build()),
             streams: Client::from_conf(streams.build()),
             bucket,
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
+            part_size: settings.part_size,
         })
     }
 }

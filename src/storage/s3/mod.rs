@@ -13,11 +13,16 @@
 //! parts with the receipts (sizes, and ETags where the store lists them) before it
 //! assembles anything.
 //!
+//! Append uploads (tus, the IETF draft) fill parts of `storage.s3.part_size` in order and
+//! keep an unfinished part as a tail object under `<prefix>.ferry/<upload id>/`; see
+//! `append`. Completing or aborting such an upload deletes its tails.
+//!
 //! Permissions needed on the bucket: `s3:PutObject` (which covers the multipart calls),
-//! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject),
-//! `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, and 404 rather than 403 for a
-//! missing object).
+//! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject, an
+//! append's tail), `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, listing an append
+//! upload's tails, and 404 rather than 403 for a missing object).
 
+mod append;
 mod assemble;
 mod body;
 mod connect;
@@ -42,8 +47,8 @@ use super::{
 };
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
-/// Parts of bodies of unknown length (S3 needs 5 MiB but for the last part).
-const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// S3's smallest part but the last.
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's limit on parts per upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -57,6 +62,8 @@ pub struct S3ObjectStore {
     bucket: String,
     /// Empty, or the configured prefix ending in one `/`.
     prefix: String,
+    /// `storage.s3.part_size`: the parts of appends and of form bodies.
+    part_size: u64,
 }
 
 impl S3ObjectStore {
@@ -129,6 +136,54 @@ impl S3ObjectStore {
         let etag = out.map_err(errors::storage)?.e_tag.as_deref().map_or_else(|| md5.hex(), unquote);
         Ok(StoredObject { etag, size })
     }
+
+    /// Checks the stored parts against `parts` and assembles them (see `ObjectStore::complete`).
+    async fn assemble(
+        &self,
+        upload: &StagedUpload,
+        parts: &[(ChunkIndex, PartReceipt)],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        let (multipart, key) = (multipart_id(upload)?, self.object_key(&upload.key));
+        match self.check_parts(&key, multipart, parts, size).await? {
+            Listing::Intact => {}
+            Listing::Changed(chunks) => return Err(StorageError::PartsChanged(chunks)),
+            // An earlier call assembled it (its answer was lost), or parts are missing: a
+            // store slow to list them, or lost. Either way, the client sends them again.
+            Listing::Missing(chunks) => {
+                return match self.completed_before(&key, size, String::new()).await {
+                    Ok(object) => Ok(object),
+                    Err(StorageError::Refused(_)) => Err(StorageError::PartsChanged(chunks)),
+                    Err(err) => Err(err),
+                }
+            }
+            Listing::Gone(reason) => return self.completed_before(&key, size, reason).await,
+        }
+        let completed = parts
+            .iter()
+            .map(|(index, receipt)| {
+                let number = part_number(*index)?;
+                Ok(CompletedPart::builder().part_number(number).e_tag(format!("\"{}\"", receipt.etag)).build())
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        if let Err(err) = self.complete_request(&key, multipart, completed).await {
+            return match errors::code(&err) {
+                // The SDK's retry of a call that succeeded but whose answer was lost.
+                Some("NoSuchUpload") => self.completed_before(&key, size, "the multipart upload is gone".into()).await,
+                // A part changed since the listing.
+                Some("InvalidPart") => match self.check_parts(&key, multipart, parts, size).await? {
+                    Listing::Changed(chunks) => Err(StorageError::PartsChanged(chunks)),
+                    _ => Err(errors::storage(err)),
+                },
+                _ => Err(errors::storage(err)),
+            };
+        }
+        match self.head(&key).await? {
+            Some(object) if object.size == size => Ok(object),
+            Some(object) => Err(StorageError::Refused(format!("the object has {} bytes, not {size}", object.size))),
+            None => Err(StorageError::Refused("the assembled object is not there".into())),
+        }
+    }
 }
 
 /// The client's metadata as S3 user metadata (`x-amz-meta-*`), as far as S3 can carry it:
@@ -180,14 +235,15 @@ impl ObjectStore for S3ObjectStore {
         self.create(&self.object_key(key), attributes).await.map(Some)
     }
 
+    #[tracing::instrument(name = "s3.append", skip_all, fields(upload_id = %upload.id, offset = at.offset, len = at.len))]
     async fn append(
         &self,
-        _upload: &StagedUpload,
-        _at: &AppendAt,
-        _body: ByteStream<'_>,
-        _max: u64,
+        upload: &StagedUpload,
+        at: &AppendAt,
+        body: ByteStream<'_>,
+        max: u64,
     ) -> Result<AppendStored, StorageError> {
-        Err(StorageError::Refused("appends are not supported by the S3 store yet".into()))
+        self.append_bytes(upload, at, body, max).await
     }
 
     async fn drop_part(&self, _: &StagedUpload, _: ChunkIndex, _: &PartReceipt) -> Result<(), StorageError> {
@@ -247,49 +303,23 @@ impl ObjectStore for S3ObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
-        let (multipart, key) = (multipart_id(upload)?, self.object_key(&upload.key));
-        match self.check_parts(&key, multipart, parts, size).await? {
-            Listing::Intact => {}
-            Listing::Changed(chunks) => return Err(StorageError::PartsChanged(chunks)),
-            // An earlier call assembled it (its answer was lost), or parts are missing: a
-            // store slow to list them, or lost. Either way, the client sends them again.
-            Listing::Missing(chunks) => {
-                return match self.completed_before(&key, size, String::new()).await {
-                    Ok(object) => Ok(object),
-                    Err(StorageError::Refused(_)) => Err(StorageError::PartsChanged(chunks)),
-                    Err(err) => Err(err),
-                }
+        let object = self.assemble(upload, parts, size).await?;
+        if upload.append {
+            // An append upload's tails; what a failure leaves, the bucket's lifecycle rule
+            // for `.ferry/` (or the next completion call) removes.
+            if let Err(err) = self.drop_staging(upload).await {
+                let error = crate::error::chain(&err);
+                tracing::warn!(upload_id = %upload.id, %error, "could not delete an append upload's tails");
             }
-            Listing::Gone(reason) => return self.completed_before(&key, size, reason).await,
         }
-        let completed = parts
-            .iter()
-            .map(|(index, receipt)| {
-                let number = part_number(*index)?;
-                Ok(CompletedPart::builder().part_number(number).e_tag(format!("\"{}\"", receipt.etag)).build())
-            })
-            .collect::<Result<Vec<_>, StorageError>>()?;
-        if let Err(err) = self.complete_request(&key, multipart, completed).await {
-            return match errors::code(&err) {
-                // The SDK's retry of a call that succeeded but whose answer was lost.
-                Some("NoSuchUpload") => self.completed_before(&key, size, "the multipart upload is gone".into()).await,
-                // A part changed since the listing.
-                Some("InvalidPart") => match self.check_parts(&key, multipart, parts, size).await? {
-                    Listing::Changed(chunks) => Err(StorageError::PartsChanged(chunks)),
-                    _ => Err(errors::storage(err)),
-                },
-                _ => Err(errors::storage(err)),
-            };
-        }
-        match self.head(&key).await? {
-            Some(object) if object.size == size => Ok(object),
-            Some(object) => Err(StorageError::Refused(format!("the object has {} bytes, not {size}", object.size))),
-            None => Err(StorageError::Refused("the assembled object is not there".into())),
-        }
+        Ok(object)
     }
 
     #[tracing::instrument(name = "s3.abort", skip_all, fields(upload_id = %upload.id))]
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError> {
+        if upload.append {
+            self.drop_staging(upload).await?;
+        }
         match upload.storage_upload_id.as_deref() {
             Some(multipart) => self.abort_multipart(&self.object_key(&upload.key), multipart).await,
             None => Ok(()),
@@ -305,8 +335,8 @@ impl ObjectStore for S3ObjectStore {
         attributes: &ObjectAttributes,
     ) -> Result<StoredObject, StorageError> {
         let key = self.object_key(key);
-        // Parts grow past 8 MiB only when the limit would need more than 10,000 of them.
-        let part_size = usize::try_from(PART_SIZE.max(max_len.div_ceil(MAX_PARTS)))
+        // Parts grow past `part_size` only when the limit would need more than 10,000 of them.
+        let part_size = usize::try_from(self.part_size.max(max_len.div_ceil(MAX_PARTS)))
             .map_err(|_| StorageError::Refused(format!("{max_len} bytes is past what S3 can take")))?;
         let mut parts = body::Parts::new(body, part_size, max_len);
         let first = parts.next().await?;
@@ -360,6 +390,9 @@ impl super::contract::Inspect for S3ObjectStore {
     }
 
     async fn has_staged_parts(&self, upload: &StagedUpload) -> bool {
+        if upload.append && self.has_staging(upload).await {
+            return true;
+        }
         let Some(multipart) = upload.storage_upload_id.as_deref() else { return false };
         match self.list_parts(&self.object_key(&upload.key), multipart).await {
             Ok(parts) => !parts.is_empty(),
