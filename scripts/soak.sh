@@ -4,8 +4,11 @@
 # Usage: scripts/soak.sh [RUNS]   (default 50; about 20-30 s a run)
 # FAULT_SEED (the first seed; default from the clock), FAULT_UPLOADS (per run, default 8
 # here) and FAULT_PHASE_SECS (the fault phase, default 8 here) pass through. Exits non-zero if any run lost an upload
-# or broke a promise; each such run is listed with its seed, to replay with
-# FAULT_SEED=<seed> cargo test --test api fault_matrix -- --nocapture
+# or broke a promise; each such run is listed with its seed and the command that replays it
+# (FAULT_UPLOADS and FAULT_PHASE_SECS must be the soak's: they decide the run's uploads):
+# FAULT_SEED=<seed> FAULT_UPLOADS=8 FAULT_PHASE_SECS=8 cargo test --test api fault_matrix::uploads_through -- --nocapture
+# A failed run keeps its instances' logs and the S3 proxy's journal (s3-faults.log); the
+# test output names the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.local/bin:$PATH"
@@ -22,7 +25,7 @@ FAULT_RUNS=$runs cargo test --locked --quiet --test api fault_matrix::uploads_th
 grep -q '^test result: ok' "$log" || status=1
 
 # Sum every name=value figure of the FAULT-RUN lines.
-awk -v day="$(date +%F)" '
+awk -v day="$(date +%F)" -v uploads="$FAULT_UPLOADS" -v phase="$FAULT_PHASE_SECS" '
 /^FAULT-RUN / {
     runs++
     for (i = 2; i <= NF; i++) {
@@ -44,6 +47,9 @@ END {
     printf "\nClient side: %d retries after no answer, %d after 503, %d after other 5xx; %d uploads resumed after the faults.\n",
         sum["answers-none"], sum["answers-503"], sum["answers-500"], sum["resumed"]
     printf "Seeds: %s\n", seeds
-    if (violations) { printf "Runs with violations (replay with FAULT_SEED):"; for (k in bad) printf " %s", k; printf "\n" }
+    if (violations) {
+        printf "Runs with violations:"; for (k in bad) printf " %s", k; printf "\n"
+        printf "Replay one with: FAULT_SEED=<seed> FAULT_UPLOADS=%s FAULT_PHASE_SECS=%s cargo test --test api fault_matrix::uploads_through -- --nocapture\n", uploads, phase
+    }
 }' "$log"
 exit $status

@@ -64,8 +64,16 @@ impl Cluster {
         (0..3).map(|i| self.address(i)).collect()
     }
 
-    /// Where the instances' logs are (kept when a run fails).
+    /// Where the instances' logs are (kept when a run fails), with the proxy's journal of
+    /// the S3 requests it faulted or held beside them (`s3-faults.log`).
     pub fn keep_logs(self) -> PathBuf {
+        let listeners = self.ports.iter().enumerate().map(|(i, port)| format!("# listener={i}: ferry-{port}.log\n"));
+        let mut journal: String = listeners.collect();
+        for line in self.proxy.journal() {
+            journal.push_str(&line);
+            journal.push('\n');
+        }
+        let _ = std::fs::write(self.dir.path().join("s3-faults.log"), journal);
         self.dir.keep()
     }
 
@@ -151,7 +159,10 @@ impl Cluster {
         .into_iter()
         .map(|(k, v)| (format!("FERRY__{k}"), v))
         .collect();
-        env.push(("RUST_LOG".into(), "warn,ferry=info".into()));
+        // FAULT_RUST_LOG widens the instances' logs for a replay (say
+        // `warn,ferry=debug,aws_smithy_runtime=debug` to see the SDK's retries).
+        let filter = std::env::var("FAULT_RUST_LOG").unwrap_or_else(|_| "warn,ferry=info".into());
+        env.push(("RUST_LOG".into(), filter));
         env.extend(self.settings.iter().cloned());
         env
     }

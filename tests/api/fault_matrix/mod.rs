@@ -9,13 +9,17 @@
 //! 6 s fault phase; about 20 s a seed, plus 7 s when a record is left `completing`,
 //! which is checked hands-off for the lease plus one sweep). Scale it with
 //! `FAULT_RUNS`, `FAULT_UPLOADS`, `FAULT_PHASE_SECS`; replay one with `FAULT_SEED=…`
-//! (the faults and the clients' choices follow the seed; their timing cannot).
+//! (the faults and the clients' choices follow the seed; their timing cannot). A run with a
+//! violation keeps its instances' logs and the proxy's journal of the S3 requests it faulted
+//! (`s3-faults.log`); `FAULT_KEEP_LOGS=1` keeps them for every run, `FAULT_RUST_LOG` sets the
+//! instances' log filter.
 //! `scripts/soak.sh` runs many and sums the figures.
 
 mod chaos;
 mod client;
 mod cluster;
 mod expiry;
+mod lost_answer;
 mod tally;
 mod verdict;
 
@@ -84,7 +88,10 @@ async fn uploads_through_random_faults_end_completed_and_identical_or_resumable(
     }
     assert!(
         failed.is_empty(),
-        "the fault matrix found broken promises; replay with FAULT_SEED=<seed> cargo test --test api fault_matrix -- --nocapture\n{}",
+        "the fault matrix found broken promises; replay with FAULT_SEED=<seed> FAULT_UPLOADS={} FAULT_PHASE_SECS={} \
+         cargo test --test api fault_matrix::uploads_through -- --nocapture\n{}",
+        config.uploads,
+        config.phase.as_secs(),
         failed.join("\n")
     );
 }
@@ -181,6 +188,11 @@ async fn run(seed: u64, config: &Config) -> Report {
         counts.insert(name.to_owned(), n);
     }
     let violations = shared.tally.violations();
-    let logs = if violations.is_empty() { String::new() } else { cluster.keep_logs().display().to_string() };
+    // FAULT_KEEP_LOGS=1 keeps them for a run that passes too (a replay whose timing differs).
+    let keep = !violations.is_empty() || std::env::var_os("FAULT_KEEP_LOGS").is_some();
+    let logs = if keep { cluster.keep_logs().display().to_string() } else { String::new() };
+    if keep && violations.is_empty() {
+        println!("FAULT-LOGS seed={seed} {logs}");
+    }
     Report { seed, counts, violations, logs, secs: started.elapsed().as_secs_f64() }
 }

@@ -134,6 +134,8 @@ struct State {
     rng: Mutex<StdRng>,
     plan: Mutex<Plan>,
     counts: Mutex<BTreeMap<&'static str, usize>>,
+    /// One line per request the proxy faulted or held: when, which listener, what, to what.
+    journal: Mutex<Vec<String>>,
 }
 
 /// A running proxy with one listener per caller, so faults and holds can be told apart
@@ -156,6 +158,7 @@ impl S3FaultProxy {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             plan: Mutex::new(Plan::default()),
             counts: Mutex::new(BTreeMap::new()),
+            journal: Mutex::new(Vec::new()),
         });
         let mut addresses = Vec::new();
         let mut tasks = Vec::new();
@@ -198,6 +201,12 @@ impl S3FaultProxy {
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
         self.state.counts.lock().unwrap().clone()
     }
+
+    /// Every request faulted or held so far, one line each (UTC time, listener, operation,
+    /// fault, target): to lay beside the instances' logs when a run fails.
+    pub fn journal(&self) -> Vec<String> {
+        self.state.journal.lock().unwrap().clone()
+    }
 }
 
 impl Drop for S3FaultProxy {
@@ -211,6 +220,11 @@ impl Drop for S3FaultProxy {
 impl State {
     fn count(&self, name: &'static str) {
         *self.counts.lock().unwrap().entry(name).or_default() += 1;
+    }
+
+    fn note(&self, listener: usize, op: Op, what: &str, target: &str) {
+        let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        self.journal.lock().unwrap().push(format!("{at} listener={listener} {op:?} {what} {target}"));
     }
 
     /// The hold waiting for this request, or the fault the plan draws for it.
@@ -239,16 +253,19 @@ async fn serve(state: Arc<State>, listener: usize, mut client: TcpStream) {
     let (hold, mut fault) = state.decide(op, Some(listener));
     if let Some(hold) = hold {
         let (release, released) = oneshot::channel();
+        state.note(listener, op, "held", &request.target);
         let forward = match hold.tell.send(Held { listener, release }) {
             Ok(()) => tokio::time::timeout(HOLD_LIMIT, released).await.ok().and_then(Result::ok).unwrap_or(true),
             Err(_) => true,
         };
+        state.note(listener, op, if forward { "released: forwarded" } else { "released: dropped" }, &request.target);
         if !forward {
             return reset(client);
         }
     }
     if let Some(f) = fault {
         state.count(f.name());
+        state.note(listener, op, &format!("{f:?}"), &request.target);
     }
     if let Some(Fault::Delay(pause)) = fault {
         tokio::time::sleep(pause).await;
