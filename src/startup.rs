@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, Compress};
+use actix_web::http::{header, Method};
+use actix_web::middleware::{from_fn, Compress, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
@@ -28,6 +30,8 @@ pub struct AppState {
     pub tokens: TokenSigner,
     /// Keys that may create uploads.
     pub api_keys: ApiKeys,
+    /// `uploads.max_file_size`, as protocols advertise it (tus `Tus-Max-Size`).
+    pub max_file_size: u64,
     /// The metrics.
     pub metrics: Metrics,
     /// The slots and idle timeout every upload body shares.
@@ -70,6 +74,7 @@ impl Application {
             service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
+            max_file_size: u.max_file_size,
             bodies: crate::routes::BodyLimits::new(
                 settings.server.max_bodies_in_flight,
                 Duration::from_secs(settings.server.body_idle_timeout_secs),
@@ -84,10 +89,13 @@ impl Application {
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let routes = crate::routes::RouteOptions { upload_page: settings.server.ui };
+        let cors_origins = settings.server.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(crate::telemetry::trace_requests))
+                // Outermost, so every answer (errors and 404s too) carries the CORS headers.
+                .wrap(Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
                 .app_data(app_state.clone())
                 .configure(move |cfg| crate::routes::configure(cfg, routes))
         })
@@ -155,6 +163,59 @@ impl Application {
         on_signal.abort();
         served
     }
+}
+
+/// Request headers a browser app may send cross-origin: the native API's and tus's.
+const CORS_REQUEST_HEADERS: [&str; 13] = [
+    "authorization",
+    "content-type",
+    "content-md5",
+    "x-request-id",
+    "x-http-method-override",
+    "x-requested-with",
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-defer-length",
+    "upload-checksum",
+    "upload-concat",
+];
+
+/// Response headers a browser app on another origin may read.
+const CORS_EXPOSED_HEADERS: [&str; 13] = [
+    "location",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-expires",
+    "upload-defer-length",
+    "tus-resumable",
+    "tus-version",
+    "tus-max-size",
+    "tus-extension",
+    "tus-checksum-algorithm",
+    "x-request-id",
+    "retry-after",
+];
+
+/// CORS for `server.cors_origins`: exactly those origins, every method ferry serves.
+/// A request from another origin is served without CORS headers (the browser then keeps
+/// the answer from the page) rather than refused, so same-origin pages, whose browsers
+/// send `Origin` too, keep working.
+fn cors(origins: &[String]) -> Cors {
+    let methods =
+        [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+    let mut cors = Cors::default()
+        .allowed_methods(methods)
+        .allowed_headers(CORS_REQUEST_HEADERS.map(header::HeaderName::from_static))
+        .expose_headers(CORS_EXPOSED_HEADERS.map(header::HeaderName::from_static))
+        .block_on_origin_mismatch(false)
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 fn secs(s: u64) -> chrono::Duration {
