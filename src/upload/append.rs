@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 
 use super::{check_metadata, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, UploadId, UploadRecord, UploadState,
+    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
+    UploadState,
 };
 use crate::session::{AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};
@@ -53,6 +54,8 @@ pub struct Appended {
     pub length: Option<u64>,
     /// `uploading`, or `completed` (`completing`, `failed`) once the last byte is in.
     pub state: UploadState,
+    /// When the upload expires unless another append comes (tus `Upload-Expires`).
+    pub expires_at: Timestamp,
 }
 
 impl UploadService {
@@ -115,12 +118,7 @@ impl UploadService {
                 AppendStart::NotFound => return Err(UploadError::NotFound),
             };
         let Some(state) = record.append.clone() else { return Err(UploadError::NotAnAppendUpload) };
-        let at = AppendAt {
-            offset: state.offset,
-            cursor: state.cursor,
-            parts: record.received_chunks,
-            length,
-        };
+        let at = AppendAt { offset: state.offset, cursor: state.cursor, parts: record.received_chunks, length };
 
         // The body is hashed on its way to storage when the client declared a digest.
         let hasher = Rc::new(RefCell::new(request.digest.as_ref().map(|d| DigestHasher::new(d.algorithm))));
@@ -186,7 +184,7 @@ impl UploadService {
             }
             None => UploadState::Uploading,
         };
-        Ok(Appended { offset, length, state })
+        Ok(Appended { offset, length, state, expires_at: now + self.policy.ttl })
     }
 
     /// Ends a writer's claim without moving the offset, so the next append need not wait
