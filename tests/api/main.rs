@@ -23,4 +23,5 @@ mod redis_cluster;
 mod redis_tls;
 mod restart;
 mod s3;
+mod tus;
 mod ui;
