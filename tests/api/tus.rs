@@ -290,6 +290,25 @@ pub async fn patch_refusals_follow_the_spec(spawn: Spawn) {
     assert_eq!(tus.offset(&url).await, 10, "no refusal moved the offset");
 }
 
+pub async fn a_body_without_length_that_goes_past_the_end_is_413(spawn: Spawn) {
+    let app = spawn(|_| {});
+    let tus = Tus::new(&app);
+    let url = tus.create(100).await;
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(bytes(10, 60)), Ok(bytes(11, 60))];
+    let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+    let response = tus
+        .request(Method::PATCH, &url)
+        .header("Content-Type", OCTETS)
+        .header("Upload-Offset", 0)
+        .body(chunked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let kept = tus.offset(&url).await;
+    assert!(kept <= 100, "nothing past the length is kept: {kept}");
+}
+
 pub async fn a_checksum_mismatch_is_460_and_keeps_nothing(spawn: Spawn) {
     let app = spawn(|_| {});
     let tus = Tus::new(&app);
@@ -547,6 +566,7 @@ macro_rules! cases {
             patches_append_in_order_and_the_object_is_byte_identical,
             patch_refusals_follow_the_spec,
             a_checksum_mismatch_is_460_and_keeps_nothing,
+            a_body_without_length_that_goes_past_the_end_is_413,
             creation_with_upload_stores_the_first_bytes,
             a_deferred_length_is_declared_by_a_later_patch,
             a_patch_cut_mid_body_keeps_what_arrived_and_the_upload_goes_on,
