@@ -43,7 +43,7 @@ fi
 cargo test --locked --all-targets "$@"
 
 # The suites beyond cargo: each installs what it needs, then runs.
-for suite in scripts/test-browser.sh scripts/test-manifests.sh scripts/test-cluster.sh; do
+for suite in scripts/test-browser.sh scripts/test-tus-clients.sh scripts/test-manifests.sh scripts/test-cluster.sh; do
     if [ -x "$suite" ]; then
         echo "scripts/test.sh: running $suite" >&2
         "$suite"

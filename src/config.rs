@@ -58,6 +58,10 @@ pub struct ServerSettings {
     /// Most upload bodies this instance reads at once; one more gets 503 `busy` before
     /// its body is read.
     pub max_bodies_in_flight: usize,
+    /// Browser origins (`https://app.example.com`: scheme, host, optional port) allowed to
+    /// call ferry cross-origin, preflight included, with the tus headers and `Location`
+    /// exposed. Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -70,6 +74,7 @@ impl Default for ServerSettings {
             ui: true,
             body_idle_timeout_secs: 30,
             max_bodies_in_flight: 512,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -379,6 +384,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("uploads.allowed_content_types")
             .with_list_parse_key("auth.api_keys")
+            .with_list_parse_key("server.cors_origins")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
@@ -394,6 +400,11 @@ impl Settings {
         }
         if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&self.server.max_bodies_in_flight) {
             return fail("server.max_bodies_in_flight must be positive".into());
+        }
+        if let Some(origin) = self.server.cors_origins.iter().find(|o| !is_origin(o)) {
+            return fail(format!(
+                "server.cors_origins: {origin:?} is not an origin (scheme://host[:port], no path, or \"*\" is refused)"
+            ));
         }
         if u.min_chunk_size == 0 || u.min_chunk_size > u.max_chunk_size {
             return fail("uploads.min_chunk_size must be at least 1 and at most uploads.max_chunk_size".into());
@@ -460,9 +471,36 @@ impl Settings {
     }
 }
 
+/// Whether `s` is a serialized origin as browsers send it: `http` or `https`, a host, an
+/// optional port, nothing after.
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else { return false };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_exact_origins() {
+        let mut s = Settings::default();
+        assert!(s.server.cors_origins.is_empty());
+        s.server.cors_origins = vec!["https://app.example.com".into(), "http://127.0.0.1:5173".into()];
+        s.validate().unwrap();
+        for bad in ["*", "app.example.com", "https://app.example.com/", "https://a.com/path", "ftp://a.com", "https://"]
+        {
+            s.server.cors_origins = vec![bad.into()];
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("server.cors_origins"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn the_defaults_are_the_embedded_setup() {

@@ -72,6 +72,7 @@ error_codes! {
     InvalidLength = ("invalid-length", BAD_REQUEST, "The length contradicts the upload"),
     AppendBusy = ("append-in-progress", LOCKED, "Another append to this upload is in progress"),
     DigestMismatch = ("digest-mismatch", UNPROCESSABLE_ENTITY, "The bytes do not match their declared digest"),
+    UnsupportedVersion = ("unsupported-version", PRECONDITION_FAILED, "The protocol version is not supported"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
     StoreUnavailable = ("store-unavailable", SERVICE_UNAVAILABLE, "The session store is unavailable"),
@@ -84,6 +85,7 @@ error_codes! {
 /// An error on its way to the client as problem+json.
 pub struct ApiError {
     code: ErrorCode,
+    status: Option<StatusCode>,
     detail: String,
     extra: Map<String, Value>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -92,12 +94,19 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `code` and a detail for the client.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), extra: Map::new(), source: None }
+        Self { code, status: None, detail: detail.into(), extra: Map::new(), source: None }
     }
 
     /// Adds an extension member (a figure the client can act on).
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Answers with `status` instead of the code's own: a protocol adapter whose spec names
+    /// another status for the same refusal (tus's 460 for a checksum mismatch).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -130,11 +139,11 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.code.status()
+        self.status.unwrap_or(self.code.status())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.code.status();
+        let status = self.status_code();
         if self.source.is_some() {
             tracing::error!(code = self.code.as_str(), cause = ?self, "request failed");
         } else if status.is_server_error() {

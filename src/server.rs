@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix_http::{HttpService, KeepAlive, Request};
 use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
-use actix_web::middleware::{from_fn, Compress};
+use actix_web::middleware::{from_fn, Compress, Condition};
 use actix_web::{web, App};
 
 use crate::config::ServerSettings;
@@ -39,12 +39,16 @@ pub fn serve(listener: TcpListener, settings: &ServerSettings, state: web::Data<
         builder = builder.workers(settings.workers);
     }
     let stopping = builder.graceful_shutdown_signal();
+    let cors_origins = settings.cors_origins.clone();
     let builder = builder.listen(format!("ferry-{addr}"), listener, move || {
         let stopping = stopping.clone();
         let expect_state = state.clone();
+        let cors_origins = cors_origins.clone();
         let app = App::new()
             .wrap(Compress::default())
             .wrap(from_fn(crate::telemetry::trace_requests))
+            // Outermost, so every answer (errors and 404s too) carries the CORS headers.
+            .wrap(Condition::new(!cors_origins.is_empty(), routes::cors(&cors_origins)))
             .app_data(state.clone())
             .configure(move |cfg| routes::configure(cfg, options))
             .into_factory()

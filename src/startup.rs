@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: TokenSigner,
     /// Keys that may create uploads.
     pub api_keys: ApiKeys,
+    /// `uploads.max_file_size`, as protocols advertise it (tus `Tus-Max-Size`).
+    pub max_file_size: u64,
     /// The metrics.
     pub metrics: Metrics,
     /// The slots and idle timeout every upload body shares.
@@ -69,6 +71,7 @@ impl Application {
             service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
+            max_file_size: u.max_file_size,
             bodies: crate::routes::BodyLimits::new(
                 settings.server.max_bodies_in_flight,
                 Duration::from_secs(settings.server.body_idle_timeout_secs),

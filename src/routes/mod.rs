@@ -1,12 +1,17 @@
 //! HTTP routes, one file per concern, following the URLs. Handlers are thin: parse the
 //! request, call the `UploadService`, map the answer. No store type appears here.
+//! The native API sits beside this file; other protocols are adapters in their own folder
+//! (`tus/`), reached through `files.rs`, which tells them apart at `/files/`.
 
 mod access;
 mod body;
 mod chunk;
+mod cors;
 mod expect;
+mod files;
 mod form;
 mod health;
+mod tus;
 mod ui;
 mod uploads;
 mod views;
@@ -17,6 +22,7 @@ use crate::error::{ApiError, ErrorCode};
 
 pub use access::{CreatorAccess, UploadAccess};
 pub use body::{BodyGuard, BodyLimits, UploadBody};
+pub use cors::cors;
 pub use expect::continue_or_refuse;
 
 /// Largest JSON body accepted (creation requests carry at most 4 KiB of metadata).
@@ -46,6 +52,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
             .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
     )
+    // Every method goes to one handler: the protocol and its endpoint come from the
+    // headers too (`X-HTTP-Method-Override`, `Tus-Resumable`), not only the method.
+    .service(web::resource([tus::MOUNT, "/files/"]).route(web::route().to(files::serve)))
+    .service(web::resource("/files/{upload}").route(web::route().to(files::serve)))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))
     .service(resource("/metrics").route(web::get().to(health::metrics)))

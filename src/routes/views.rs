@@ -33,14 +33,22 @@ impl<'a> Created<'a> {
     }
 }
 
-/// The answer to status and resume.
+/// The answer to status and resume. For an append upload (tus), `size` is its length
+/// (`null` while deferred) and `offset` / `length` say where it stands; the chunk fields
+/// describe the storage's parts, not anything the client sends.
 #[derive(Serialize)]
 pub struct Status<'a> {
     upload_id: String,
     state: &'static str,
     filename: &'a str,
     content_type: Option<&'a str>,
-    size: u64,
+    size: Option<u64>,
+    /// Append uploads only: bytes stored, where the next append starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    /// Append uploads only: the declared length, `null` while deferred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    length: Option<Option<u64>>,
     chunk_size: u64,
     total_chunks: u32,
     received_chunks: u32,
@@ -67,7 +75,9 @@ impl<'a> Status<'a> {
             state: r.state.as_str(),
             filename: &r.filename,
             content_type: r.content_type.as_deref(),
-            size: r.plan.size(),
+            size: r.size(),
+            offset: r.append.as_ref().map(|a| a.offset),
+            length: r.append.as_ref().map(|a| a.length),
             chunk_size: r.plan.chunk_size(),
             total_chunks: r.plan.total_chunks(),
             received_chunks: r.received_chunks,

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 
 use super::{check_metadata, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, UploadId, UploadRecord, UploadState,
+    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
+    UploadState,
 };
 use crate::session::{AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};
@@ -53,6 +54,8 @@ pub struct Appended {
     pub length: Option<u64>,
     /// `uploading`, or `completed` (`completing`, `failed`) once the last byte is in.
     pub state: UploadState,
+    /// When the upload expires unless another append comes (tus `Upload-Expires`).
+    pub expires_at: Timestamp,
 }
 
 impl UploadService {
@@ -187,7 +190,7 @@ impl UploadService {
             }
             None => UploadState::Uploading,
         };
-        Ok(Appended { offset, length, state })
+        Ok(Appended { offset, length, state, expires_at: now + self.policy.ttl })
     }
 
     /// Ends a writer's claim without moving the offset, so the next append need not wait

@@ -24,4 +24,5 @@ mod redis_tls;
 mod restart;
 mod s3;
 mod s3_append;
+mod tus;
 mod ui;
