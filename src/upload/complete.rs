@@ -118,7 +118,9 @@ impl UploadService {
             }
             Finish::Failed { .. } => {
                 // Recorded first: a failure nobody recorded must not have deleted anything.
-                self.discard(record, false).await;
+                // An object at the key now can only be a stray of this upload's: nothing
+                // leads to it any more.
+                self.discard(record, true).await;
                 self.metrics.uploads_failed.inc();
                 UploadState::Failed
             }

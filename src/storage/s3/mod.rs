@@ -168,14 +168,22 @@ impl S3ObjectStore {
             .collect::<Result<Vec<_>, StorageError>>()?;
         if let Err(err) = self.complete_request(&key, multipart, completed).await {
             return match errors::code(&err) {
-                // The SDK's retry of a call that succeeded but whose answer was lost.
-                Some("NoSuchUpload") => self.completed_before(&key, size, "the multipart upload is gone".into()).await,
                 // A part changed since the listing.
                 Some("InvalidPart") => match self.check_parts(&key, multipart, parts, size).await? {
                     Listing::Changed(chunks) => Err(StorageError::PartsChanged(chunks)),
                     _ => Err(errors::storage(err)),
                 },
-                _ => Err(errors::storage(err)),
+                _ => match errors::storage(err) {
+                    passing @ StorageError::Unavailable(_) => Err(passing),
+                    // A refusal may answer the SDK's retry of a call that succeeded but
+                    // whose answer was lost: S3 says NoSuchUpload, s3s-fs AccessDenied. The
+                    // key is this upload's alone, so an object of the right size there is
+                    // the one that call made.
+                    refused => match self.head(&key).await? {
+                        Some(object) if object.size == size => Ok(object),
+                        _ => Err(refused),
+                    },
+                },
             };
         }
         match self.head(&key).await? {

@@ -11,8 +11,6 @@ use crate::helpers::{bytes, content_md5, Upload};
 use crate::support::s3_faults::{Fault, Op, Rule};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "ferry bug (soak 2026-12-01): s3s-fs answers a repeated CompleteMultipartUpload 403 AccessDenied, \
-            which S3ObjectStore::complete takes for a refusal for good; BENCHMARKS.md, Fault matrix soak"]
 async fn a_completion_whose_answer_is_lost_ends_completed() {
     let cluster = Cluster::start(984_269).await;
     let http = reqwest::Client::new();
