@@ -46,6 +46,8 @@ END {
     for (i = 1; i <= n; i++) printf "| %s | %d |\n", kinds[i], sum[kinds[i]]
     printf "\nClient side: %d retries after no answer, %d after 503, %d after other 5xx; %d uploads resumed after the faults.\n",
         sum["answers-none"], sum["answers-503"], sum["answers-500"], sum["resumed"]
+    printf "Server side: %d records left `completing` by the faults, %d of them stuck; %d orphan part files in s3s-fs (a part of a killed instance that landed after its upload was completed or aborted; no S3 call removes them).\n",
+        sum["left-completing"], sum["stuck-completing"], sum["orphan-parts"]
     printf "Seeds: %s\n", seeds
     if (violations) {
         printf "Runs with violations:"; for (k in bad) printf " %s", k; printf "\n"

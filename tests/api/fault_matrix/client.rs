@@ -121,7 +121,7 @@ impl Job {
             };
             let Some(mut chunks) = missing.take() else {
                 let answer = self.call(shared, |http, a| http.post(format!("{a}/v1/uploads/{}/resume", up.id))).await;
-                missing = self.on_status(shared, answer).await;
+                missing = self.on_status(shared, answer, obey_stop).await;
                 continue;
             };
             chunks.shuffle(&mut self.rng);
@@ -167,7 +167,7 @@ impl Job {
     }
 
     /// Acts on a status or resume answer; the chunks to send when `uploading`.
-    async fn on_status(&mut self, shared: &Shared, answer: Answer) -> Option<Vec<u32>> {
+    async fn on_status(&mut self, shared: &Shared, answer: Answer, obey_stop: bool) -> Option<Vec<u32>> {
         let Answer::Status(status, value) = answer else { return None };
         match (status, value["state"].as_str(), value["code"].as_str()) {
             (StatusCode::OK, Some("uploading"), _) => {
@@ -178,7 +178,7 @@ impl Job {
                 None
             }
             (StatusCode::OK, Some("completing"), _) => {
-                self.walk_away(shared, true);
+                self.walk_away(shared, obey_stop);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 None
             }

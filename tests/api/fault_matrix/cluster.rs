@@ -132,6 +132,14 @@ impl Cluster {
             .collect()
     }
 
+    /// Whether s3s-fs still holds multipart upload `multipart` open (its record is there).
+    /// Without the record the upload is gone for the S3 API (UploadPart, Complete and
+    /// AbortMultipartUpload answer AccessDenied): a part file left is an orphan no S3 call
+    /// removes (only s3s-fs's ListParts, which reads the files unchecked, still lists it).
+    pub fn multipart_open(&self, multipart: &str) -> bool {
+        self.s3.data_dir().join(format!(".upload-{multipart}.json")).exists()
+    }
+
     /// The object at `key` of the API, read from s3s-fs directly (not through the proxy).
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
         read_object(&self.s3.client(), &self.prefix, key).await
