@@ -18,7 +18,7 @@ const SECRET: &str = "a-secret-every-instance-shares";
 
 /// An instance of the cloud setup: sessions in the Redis `redis` describes, objects in
 /// the shared S3 store, chunks of at least S3's part minimum.
-fn cloud(s: &mut Settings, redis: RedisSettings, s3: &S3Server) {
+pub fn cloud(s: &mut Settings, redis: RedisSettings, s3: &S3Server) {
     s.sessions.backend = SessionBackend::Redis;
     s.sessions.redis = redis;
     s.auth.secret = Some(SECRET.into());

@@ -42,6 +42,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub dir: PathBuf,
+    /// Where the application keeps objects.
+    pub storage: ferry::config::StorageSettings,
+    /// Servers this application needs (a Redis of its own), stopped when it is dropped.
+    guards: Vec<Box<dyn std::any::Any + Send>>,
     _tempdir: Option<Arc<tempfile::TempDir>>,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
@@ -64,6 +68,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// An application on existing settings and clock (for restarts on the same folder).
 pub fn spawn(settings: Settings, dir: PathBuf, clock: Arc<ManualClock>) -> TestApp {
+    let storage = settings.storage.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let app_clock: Arc<dyn Clock> = clock.clone();
     let thread = std::thread::spawn(move || {
@@ -89,6 +94,8 @@ pub fn spawn(settings: Settings, dir: PathBuf, clock: Arc<ManualClock>) -> TestA
         client: reqwest::Client::new(),
         clock,
         dir,
+        storage,
+        guards: Vec::new(),
         _tempdir: None,
         handle,
         thread: Some(thread),
@@ -120,6 +127,24 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Keeps `guard` (a server this application uses) alive as long as the application.
+    pub fn keeping(mut self, guard: impl std::any::Any + Send) -> Self {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// The finished object's bytes, wherever the application keeps objects.
+    pub async fn read_object(&self, key: &str) -> Option<Vec<u8>> {
+        match self.storage.backend {
+            ferry::config::StorageBackend::Fs => std::fs::read(self.object_path(key)).ok(),
+            ferry::config::StorageBackend::S3 => {
+                let store = ferry::storage::S3ObjectStore::new(&self.storage.s3).await.unwrap();
+                let key: ferry::domain::ObjectKey = serde_json::from_value(serde_json::json!(key)).unwrap();
+                ferry::storage::contract::Inspect::object(&store, &key).await
+            }
+        }
     }
 
     /// Where a finished object lives.
