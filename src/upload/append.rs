@@ -160,7 +160,7 @@ impl UploadService {
                 });
             }
         }
-        self.metrics.bytes_received.inc_by(stored.offset - at.offset);
+        self.metrics.bytes_received.inc_by(stored.offset.saturating_sub(at.offset));
 
         let progress = AppendProgress {
             offset: stored.offset,
