@@ -2,19 +2,21 @@
 //!
 //! A client opens an upload, sends the file in chunks (in any order, in parallel, to any
 //! instance), each MD5-checked and streamed straight into storage; it asks what is missing
-//! and resumes after a drop; the last chunk assembles the object.
+//! and resumes after a drop; the last chunk starts the completion job, which the server
+//! owns. tus clients append at an offset instead, through the same engine.
 //!
 //! Map of the crate, outside in:
 //! - [`startup`] builds the [`Application`] from [`config::Settings`] and serves it;
 //!   [`server`] is its HTTP listener (actix-web's, plus an `Expect: 100-continue` hook).
-//! - [`routes`] are thin HTTP handlers; [`error`] turns failures into problem+json;
+//! - [`routes`] are thin HTTP handlers (the native API, and protocol adapters such as
+//!   `routes::tus` at `/files/`); [`error`] turns failures into problem+json;
 //!   [`telemetry`] adds request ids, spans and logs; [`metrics`] counts; [`auth`] checks
 //!   upload tokens and API keys.
 //! - [`upload::UploadService`] owns the rules and is the only place that combines the two
 //!   stores below it.
-//! - [`session::SessionStore`] keeps upload records (embedded redb);
-//!   [`storage::ObjectStore`] keeps bytes (local files). Each trait has one shared
-//!   contract suite that every backend passes.
+//! - [`session::SessionStore`] keeps upload records (embedded redb, or Redis shared by
+//!   every instance); [`storage::ObjectStore`] keeps bytes (local files, or S3). Each
+//!   trait has one shared contract suite that every backend passes.
 //! - [`domain`] holds the validated value types: ids, chunk plan, digests, keys, records.
 //! - [`client`] is the other side: the upload client behind `ferry upload`.
 
