@@ -6,9 +6,10 @@
 //!
 //! Everything else matches `HttpServer` (actix-web 4.18): the worker count, the shutdown
 //! timeout, no signal handling of its own, idle keep-alive connections closed when a
-//! graceful stop begins, and its connection defaults (below). Two of the parts it uses
-//! are `#[doc(hidden)]` in actix (the graceful-stop notice and `AppConfig`'s constructor);
-//! `Cargo.lock` pins them, and the drain and restart tests would notice them going.
+//! graceful stop begins, and its connection defaults (below). One part it uses is
+//! `#[doc(hidden)]` in actix (the graceful-stop notice); `Cargo.lock` pins it, and the
+//! drain and restart tests would notice it going. The app's `AppConfig` is the default
+//! one: it only names a host for requests without `Host`, and ferry builds no URL from it.
 
 use std::io;
 use std::net::TcpListener;
@@ -64,7 +65,7 @@ pub fn serve(listener: TcpListener, settings: &ServerSettings, state: web::Data<
             .h1_allow_half_closed(true)
             .local_addr(addr)
             .expect(fn_service(move |req: Request| routes::continue_or_refuse(expect_state.clone(), req)))
-            .finish(map_config(app, move |()| AppConfig::__priv_test_new(false, addr.to_string(), addr)))
+            .finish(map_config(app, |()| AppConfig::default()))
             .tcp()
     })?;
     Ok(builder.run())
