@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The browser suite, on a fresh machine or an old one: installs what it needs when it is
-# missing (Node's playwright-core from the lockfile, Debian's Chromium), builds ferry, then
-# runs the client module's unit tests (MD5 vectors, upload() against the real binary) and
-# the end-to-end tests in headless Chromium. Nothing downloads a browser of its own:
-# playwright-core drives the system Chromium through its executablePath.
+# missing (Node packages from the lockfile, Debian's Chromium), builds ferry, then runs the
+# client module's unit tests (MD5 vectors, upload() against the real binary), the
+# end-to-end tests in headless Chromium, and Uppy's tus plugin uploading to ferry from
+# another origin. Nothing downloads a browser of its own: playwright-core drives the
+# system Chromium through its executablePath.
 # Usage: scripts/test-browser.sh [extra node --test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,12 +35,15 @@ if [ -z "${CHROMIUM_PATH:-}" ] && ! need chromium && ! need chromium-headless-sh
     apt_install chromium
 fi
 
-# playwright-core, exactly as locked (it never downloads browsers).
+# playwright-core (it never downloads browsers), Uppy (@uppy/core, @uppy/tus) and esbuild,
+# which bundles Uppy for the test page, exactly as locked.
 locked_matches() {
     (cd tests/browser && node -e '
-        const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
-        const have = require("./node_modules/playwright-core/package.json").version;
-        process.exit(want === have ? 0 : 1);' 2>/dev/null)
+        const lock = require("./package-lock.json").packages;
+        for (const name of ["playwright-core", "@uppy/core", "@uppy/tus", "esbuild"]) {
+            const have = require(`./node_modules/${name}/package.json`).version;
+            if (lock[`node_modules/${name}`].version !== have) process.exit(1);
+        }' 2>/dev/null)
 }
 if ! locked_matches; then
     echo "scripts/test-browser.sh: npm ci in tests/browser" >&2
