@@ -197,6 +197,14 @@ fn tagged(reply: &[String]) -> (&str, &[String]) {
     }
 }
 
+/// The claim a script answered as `fence, claim_until` at `at` (fence 0: none).
+fn claim_at(rest: &[String], at: usize) -> Result<Option<Claim>, SessionError> {
+    Ok(match number::<u64>(rest.get(at))? {
+        0 => None,
+        fence => Some(Claim { fence, until: time(number(rest.get(at + 1))?)? }),
+    })
+}
+
 fn state_of(rest: &[String]) -> Result<UploadState, SessionError> {
     rest.first()
         .and_then(|s| UploadState::parse(s))
@@ -275,11 +283,7 @@ impl SessionStore for RedisSessionStore {
         let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(index)).await?;
         match tagged(&reply) {
             ("ok", rest) => {
-                let fence: u64 = number(rest.get(2))?;
-                let claim = match fence {
-                    0 => None,
-                    fence => Some(Claim { fence, until: time(number(rest.get(3))?)? }),
-                };
+                let claim = claim_at(rest, 2)?;
                 let replaced = match rest.get(4).map(String::as_str) {
                     None | Some("") => None,
                     Some(old) => Some(decode_receipt(old.as_bytes())?),
@@ -397,11 +401,7 @@ impl SessionStore for RedisSessionStore {
         let reply: Vec<String> = self.run(&self.scripts.end_append, id, &args, Some(index)).await?;
         match tagged(&reply) {
             ("ok", rest) => {
-                let fence: u64 = number(rest.get(2))?;
-                let claim = match fence {
-                    0 => None,
-                    fence => Some(Claim { fence, until: time(number(rest.get(3))?)? }),
-                };
+                let claim = claim_at(rest, 2)?;
                 let length = match rest.get(1).map(String::as_str) {
                     None | Some("") => None,
                     Some(_) => Some(number(rest.get(1))?),
