@@ -90,14 +90,6 @@ impl Settings {
             if self.storage.s3.bucket.is_none() {
                 return fail("storage.s3.bucket is required with storage.backend = \"s3\"".into());
             }
-            // Each chunk is one S3 part: a smaller one would only be refused at completion.
-            if u.min_chunk_size < S3_MIN_PART_SIZE {
-                return fail(format!(
-                    "uploads.min_chunk_size ({}) must be at least {S3_MIN_PART_SIZE} (5 MiB, S3's smallest part) \
-                     with storage.backend = \"s3\"",
-                    u.min_chunk_size
-                ));
-            }
             if !(S3_MIN_PART_SIZE..=S3_MAX_PART_SIZE).contains(&s3.part_size) {
                 return fail(format!(
                     "storage.s3.part_size ({}) must be between {S3_MIN_PART_SIZE} (5 MiB, S3's smallest part) \

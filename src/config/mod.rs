@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use crate::domain::ChunkPolicy;
 
-const MIB: u64 = 1024 * 1024;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
 
 /// S3's smallest part but the last; every chunk is one part with S3.
 const S3_MIN_PART_SIZE: u64 = 5 * MIB;
@@ -136,7 +137,8 @@ pub struct S3Settings {
     /// The secret of `access_key_id`.
     pub secret_access_key: Option<String>,
     /// Size in bytes of the parts that appended bytes (tus, the IETF draft) and form
-    /// bodies are cut into; only an upload's last part is shorter. At least 5 MiB (S3's
+    /// bodies are cut into, and that chunks smaller than it are grouped into (as many
+    /// whole chunks as fill it); only an upload's last part is shorter. At least 5 MiB (S3's
     /// smallest part but the last), at most 5 GiB. An upload holds at most 10,000 parts,
     /// so this also bounds an append upload's size (8 MiB: 78 GiB).
     pub part_size: u64,
@@ -270,7 +272,8 @@ pub struct UploadSettings {
     pub max_file_size: u64,
     /// Chunk size when the client names none (raised to keep within `max_chunks`).
     pub default_chunk_size: u64,
-    /// Smallest chunk size a client may ask for; the S3 minimum part size.
+    /// Smallest chunk size a client may ask for (256 KiB: clients on bad links send small
+    /// chunks). With S3, chunks under `storage.s3.part_size` are grouped into parts.
     pub min_chunk_size: u64,
     /// Largest chunk size; keeps a chunk under a 32 MB proxy body limit.
     pub max_chunk_size: u64,
@@ -296,7 +299,7 @@ impl Default for UploadSettings {
         Self {
             max_file_size: 50 * 1024 * MIB,
             default_chunk_size: 8 * MIB,
-            min_chunk_size: 5 * MIB,
+            min_chunk_size: 256 * KIB,
             max_chunk_size: 30 * MIB,
             max_chunks: 10_000,
             session_ttl_secs: 86_400,

@@ -23,7 +23,7 @@ fn the_defaults_are_the_embedded_setup() {
     assert_eq!(s.storage.backend, StorageBackend::Fs);
     assert_eq!(s.sessions.backend, SessionBackend::Embedded);
     assert_eq!(s.uploads.max_chunk_size, 31_457_280);
-    assert_eq!(s.uploads.min_chunk_size, 5_242_880);
+    assert_eq!(s.uploads.min_chunk_size, 262_144);
 }
 
 #[test]
@@ -106,13 +106,9 @@ fn s3_settings() -> Settings {
 }
 
 #[test]
-fn with_s3_chunks_under_the_part_minimum_are_refused_at_start() {
+fn with_s3_chunks_under_the_part_minimum_are_taken_and_grouped() {
     let mut s = s3_settings();
-    s.validate().unwrap();
-    s.uploads.min_chunk_size = 5 * MIB - 1;
-    let err = s.validate().unwrap_err().to_string();
-    assert!(err.contains("uploads.min_chunk_size") && err.contains("5242880"), "{err}");
-    s.storage.backend = StorageBackend::Fs;
+    s.uploads.min_chunk_size = 64 * 1024;
     s.validate().unwrap();
 }
 

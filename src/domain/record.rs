@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChunkPlan, Md5Digest, ObjectKey, Timestamp, UploadId};
+use super::{ChunkIndex, ChunkPlan, Md5Digest, ObjectKey, Timestamp, UploadId};
 
 /// Client-supplied key/value pairs kept with an upload (at most 4 KiB as JSON).
 pub type Metadata = BTreeMap<String, String>;
@@ -133,6 +133,20 @@ pub struct UploadRecord {
     /// it is `uploading`, a live `claim` is the one append in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub append: Option<AppendState>,
+    /// How many consecutive chunks the storage joins into one of its parts: 1 (each chunk
+    /// is a part) unless the chunks are smaller than the store's parts (S3). Fixed at
+    /// creation, so every instance groups the upload alike whatever its own settings.
+    #[serde(default = "one_chunk", skip_serializing_if = "is_one_chunk")]
+    pub part_chunks: u32,
+}
+
+fn one_chunk() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_one_chunk(n: &u32) -> bool {
+    *n == 1
 }
 
 impl UploadRecord {
@@ -152,6 +166,13 @@ impl UploadRecord {
             Some(append) => append.length,
             None => Some(self.plan.size()),
         }
+    }
+
+    /// The chunks the storage keeps in one part with chunk `index` (see `part_chunks`).
+    pub fn part_group(&self, index: ChunkIndex) -> std::ops::Range<u32> {
+        let n = self.part_chunks.max(1);
+        let first = index.0 / n * n;
+        first..first.saturating_add(n).min(self.plan.total_chunks())
     }
 
     /// Whether every byte has been stored: every chunk of the plan, or an append upload's

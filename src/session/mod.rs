@@ -186,6 +186,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The receipts of every stored chunk, in index order.
     async fn parts(&self, id: &UploadId) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError>;
 
+    /// The receipts of the stored chunks among `chunks`, in index order: one storage part's
+    /// worth, without reading the others.
+    async fn parts_in(
+        &self,
+        id: &UploadId,
+        chunks: std::ops::Range<u32>,
+    ) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError>;
+
     /// Atomically: if the upload is `uploading` and not expired at `now`, keeps the
     /// receipt for `index` (answering the one it replaced), counts the chunk if it is new,
     /// moves expiry to `now + ttl`, and, if this filled the last gap, takes the claim for

@@ -451,7 +451,13 @@ mod tests {
         use crate::storage::contract::{body, bytes};
         let store = scratch().await;
         let id = UploadId::new();
-        let up = StagedUpload { id, key: ObjectKey::new(&id, "a.bin"), storage_upload_id: None, append: true };
+        let up = StagedUpload {
+            id,
+            key: ObjectKey::new(&id, "a.bin"),
+            storage_upload_id: None,
+            append: true,
+            part_chunks: 1,
+        };
         let data = bytes(50, 1000);
         let at = AppendAt { offset: 0, cursor: String::new(), parts: 0, length: Some(1000), len: None };
         let stored = store.append(&up, &at, body(&data[..600]), 1000).await.unwrap();

@@ -100,6 +100,9 @@ pub struct StagedUpload {
     pub storage_upload_id: Option<String>,
     /// Whether its bytes arrive by appends (tus, the IETF draft) rather than chunks.
     pub append: bool,
+    /// How many consecutive chunks make one of the store's parts (see
+    /// `ObjectStore::chunks_per_part`), as the record fixed it.
+    pub part_chunks: u32,
 }
 
 impl From<&UploadRecord> for StagedUpload {
@@ -109,6 +112,7 @@ impl From<&UploadRecord> for StagedUpload {
             key: record.key.clone(),
             storage_upload_id: record.storage_upload_id.clone(),
             append: record.append.is_some(),
+            part_chunks: record.part_chunks,
         }
     }
 }
@@ -180,6 +184,24 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &ObjectKey,
         attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError>;
+
+    /// How many consecutive chunks of `chunk_size` bytes this store joins into one of its
+    /// parts: 1 (every chunk is a part, the default) unless its parts have a smallest
+    /// size the chunks are under (S3). Fixed in an upload's record at creation.
+    fn chunks_per_part(&self, chunk_size: u64) -> u32 {
+        let _ = chunk_size;
+        1
+    }
+
+    /// Joins the chunks of one group (`parts`: the receipts of every chunk in
+    /// `UploadRecord::part_group`, in order) into the store's part ahead of completion,
+    /// once they are all recorded. Only an optimisation: `complete` makes any part not
+    /// sealed, or sealed from other receipts, itself. Idempotent; a store that keeps each
+    /// chunk as a part has nothing to do.
+    async fn seal(&self, upload: &StagedUpload, parts: &[(ChunkIndex, PartReceipt)]) -> Result<(), StorageError> {
+        let _ = (upload, parts);
+        Ok(())
+    }
 
     /// Streams exactly `len` bytes of `body` into part `index`, hashing on the way. The
     /// part is kept only if the length and (when given) the MD5 match. Sends of one part

@@ -114,6 +114,7 @@ impl UploadService {
         let outcome = self.sessions.record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease).await?;
         match outcome {
             RecordOutcome::Recorded { received_chunks, bytes_received, claim, replaced } => {
+                let same_bytes = replaced.as_ref().is_some_and(|old| old.md5 == receipt.md5);
                 if let Some(old) = replaced.filter(|old| *old != receipt) {
                     // A chunk sent again: the earlier send's bytes are no longer needed.
                     if let Err(err) = self.storage.drop_part(&staged, index, &old).await {
@@ -122,6 +123,11 @@ impl UploadService {
                 }
                 let state = match claim {
                     Some(claim) => self.complete(record, claim).await,
+                    // The same bytes again leave a sealed part as it was.
+                    None if !same_bytes => {
+                        self.seal_part(&record, &staged, index).await;
+                        UploadState::Uploading
+                    }
                     None => UploadState::Uploading,
                 };
                 Ok(ChunkAccepted {
@@ -144,6 +150,26 @@ impl UploadService {
                 self.discard(&record, false).await;
                 Err(UploadError::NotFound)
             }
+        }
+    }
+
+    /// Joins the part chunk `index` belongs to ahead of completion, if its chunks are all
+    /// in now (stores that group chunks into parts). A failure only leaves the work to
+    /// completion, which makes every part not sealed from the current receipts.
+    async fn seal_part(&self, record: &UploadRecord, staged: &StagedUpload, index: ChunkIndex) {
+        if record.part_chunks < 2 {
+            return;
+        }
+        let group = record.part_group(index);
+        let sealed = match self.sessions.parts_in(&record.id, group.clone()).await {
+            Ok(parts) if parts.len() == group.len() => {
+                self.storage.seal(staged, &parts).await.map_err(UploadError::from)
+            }
+            Ok(_) => return,
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = sealed {
+            tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not seal a part; completion will");
         }
     }
 }

@@ -104,7 +104,9 @@ impl UploadService {
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);
-        let record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
+        let mut record =
+            self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
+        record.part_chunks = self.storage.chunks_per_part(plan.chunk_size());
         self.open(record).await
     }
 
@@ -251,6 +253,7 @@ impl UploadService {
             updated_at: now,
             expires_at: now + self.policy.ttl,
             append: None,
+            part_chunks: 1,
         }
     }
 

@@ -14,6 +14,8 @@ use crate::support::s3::{Kind, S3Server};
 const MIB: u64 = 1024 * 1024;
 /// S3 needs parts of at least 5 MiB but the last.
 const PART: u64 = 5 * MIB;
+/// The smallest chunks clients send by default: 20 make one part here.
+const SMALL: u64 = 256 * 1024;
 const SECRET: &str = "a-secret-every-instance-shares";
 
 /// An instance of the cloud setup: sessions in the Redis `redis` describes, objects in
@@ -39,6 +41,11 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Three instances, each with `change` made to its cloud settings.
+    fn start_with(change: impl Fn(&mut Settings)) -> Self {
         let redis = RedisServer::start();
         let s3 = S3Server::shared(Kind::S3sFs);
         let apps = (0..3)
@@ -47,6 +54,7 @@ impl Cluster {
                     cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
                     // Sweeps would add Redis round trips to the ones counted below.
                     s.uploads.sweep_interval_secs = 3600;
+                    change(s);
                 })
             })
             .collect();
@@ -68,6 +76,23 @@ impl Cluster {
         let meta = self.redis.cli(&["HGET", &format!("ferry:v1:{{{}}}:upload", up.id), "meta"]);
         let meta: Value = serde_json::from_str(meta.trim()).unwrap();
         meta["storage_upload_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (up to 10 s) until the bucket holds `count` small-chunk objects of `up`: a
+    /// part made from its chunks deletes them.
+    async fn await_chunk_objects(&self, up: &Upload, count: usize) {
+        let settings = self.s3.settings();
+        let prefix = format!("{}/.ferry/{}/chunk-", settings.prefix.trim_matches('/'), up.id);
+        let mut seen = usize::MAX;
+        for _ in 0..100 {
+            let request = self.s3.client().list_objects_v2().bucket(settings.bucket.as_deref().unwrap());
+            seen = request.prefix(&prefix).send().await.unwrap().contents().len();
+            if seen == count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{seen} chunk objects of {} in the bucket, not {count}", up.id);
     }
 
     async fn metric_sum(&self, name: &str) -> u64 {
@@ -156,6 +181,52 @@ async fn an_instance_dropped_mid_upload_loses_nothing() {
         assert_eq!(cluster.apps[i % 2].put_chunk(&up, i as u32, chunk(&data, i)).await.status(), StatusCode::OK);
     }
     assert_eq!(cluster.object(&up.key).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn small_chunks_out_of_order_over_three_instances_are_grouped_into_parts() {
+    let mut cluster = Cluster::start_with(|s| s.uploads.min_chunk_size = SMALL);
+    // Two whole parts of 20 chunks and a short third one.
+    let data = bytes(28, 2 * PART as usize + 3 * SMALL as usize + 99);
+    let up = cluster.apps[0].create(data.len() as u64, Some(SMALL)).await;
+    assert_eq!(up.total_chunks, 44);
+    let small = |i: usize| &data[i * SMALL as usize..((i + 1) * SMALL as usize).min(data.len())];
+    // The second part's chunks backwards and half the first's; then the rest, the last
+    // chunk at the very end: parts made by chunk requests before and after the kill, and
+    // the short one by completion.
+    let early: Vec<usize> = (20..40).rev().chain((0..10).map(|i| i * 2)).collect();
+    let late: Vec<usize> = (0..10).map(|i| i * 2 + 1).chain(40..43).collect();
+    for (n, &i) in early.iter().enumerate() {
+        let answer = cluster.apps[n % 3].put_chunk(&up, i as u32, small(i)).await;
+        assert_eq!(answer.status(), StatusCode::OK, "chunk {i}");
+    }
+    // The second part is made, and its chunks gone; the first part's ten wait.
+    cluster.await_chunk_objects(&up, 10).await;
+    // An instance that acknowledged chunks dies: they are in the bucket, not on it.
+    cluster.apps.remove(1).kill();
+    for (n, &i) in late.iter().enumerate() {
+        let answer = cluster.apps[n % 2].put_chunk(&up, i as u32, small(i)).await;
+        assert_eq!(answer.status(), StatusCode::OK, "chunk {i}");
+    }
+    cluster.await_chunk_objects(&up, 3).await;
+    let last: Value = cluster.apps[0].put_chunk(&up, 43, small(43)).await.json().await.unwrap();
+    assert_eq!(last["state"], "completed", "{last}");
+    assert_eq!(cluster.object(&up.key).await.unwrap(), data);
+    let staged = StagedUpload {
+        id: up.id.parse().unwrap(),
+        key: serde_json::from_value(json!(up.key)).unwrap(),
+        storage_upload_id: Some(cluster.multipart_id(&up)),
+        append: false,
+        part_chunks: 20,
+    };
+    // The chunk objects go in the background once the object is made.
+    let store = cluster.store().await;
+    let mut waited = 0;
+    while store.has_staged_parts(&staged).await {
+        assert!(waited < 100, "chunk objects left in the bucket after completion");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
 }
 
 #[tokio::test]
@@ -256,6 +327,7 @@ async fn a_cancel_through_another_instance_leaves_no_parts() {
         key: serde_json::from_value(json!(up.key)).unwrap(),
         storage_upload_id: Some(cluster.multipart_id(&up)),
         append: false,
+        part_chunks: 1,
     };
     let store = cluster.store().await;
     assert!(store.has_staged_parts(&staged).await);

@@ -52,7 +52,7 @@ async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let id = UploadId::new();
     let key = ObjectKey::new(&id, "append.bin");
     let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
-    StagedUpload { id, key, storage_upload_id, append: true }
+    StagedUpload { id, key, storage_upload_id, append: true, part_chunks: 1 }
 }
 
 /// The staging objects of an upload, with their sizes.

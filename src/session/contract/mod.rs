@@ -63,6 +63,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         updated_at: now,
         expires_at: now + ttl(),
         append: None,
+        part_chunks: 1,
     }
 }
 
@@ -129,6 +130,25 @@ pub async fn distinct_chunks_are_counted_once(store: &dyn SessionStore) {
     assert_eq!(parts[1].1.size, 5);
     let stored = store.get(&r.id).await.expect("get").expect("record");
     assert_eq!((stored.received_chunks, stored.bytes_received), (2, 15));
+}
+
+/// One part's worth of receipts reads back without the others; a record's grouping of
+/// chunks into parts reads back as written.
+pub async fn a_range_of_receipts_reads_back(store: &dyn SessionStore) {
+    let now = SystemClock.now().trunc_subsecs(3);
+    let r = UploadRecord { part_chunks: 2, ..new_record(now) };
+    store.insert(&r).await.expect("insert");
+    assert_eq!(store.get(&r.id).await.expect("get").map(|g| g.part_chunks), Some(2));
+    for index in [0, 1, 3] {
+        record(store, &r, index, now).await;
+    }
+    let indices = |parts: Vec<(ChunkIndex, PartReceipt)>| parts.iter().map(|(i, _)| i.0).collect::<Vec<_>>();
+    assert_eq!(indices(store.parts_in(&r.id, 0..2).await.expect("parts_in")), vec![0, 1]);
+    assert_eq!(indices(store.parts_in(&r.id, 2..4).await.expect("parts_in")), vec![3]);
+    assert_eq!(indices(store.parts_in(&r.id, 4..5).await.expect("parts_in")), Vec::<u32>::new());
+    assert_eq!(indices(store.parts_in(&r.id, 2..2).await.expect("parts_in")), Vec::<u32>::new());
+    let got = store.parts_in(&r.id, 1..2).await.expect("parts_in");
+    assert_eq!(got, vec![(ChunkIndex(1), receipt(&r, 1, "etag-1"))]);
 }
 
 /// Recording a chunk moves the expiry to `now + ttl`.
@@ -289,6 +309,7 @@ macro_rules! session_store_contract {
         $crate::session_store_contract!(@cases $store;
             a_record_reads_back_as_written,
             distinct_chunks_are_counted_once,
+            a_range_of_receipts_reads_back,
             recording_a_chunk_refreshes_expiry,
             filling_the_last_gap_claims_exactly_once,
             concurrent_chunks_yield_one_claim,

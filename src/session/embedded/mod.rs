@@ -59,6 +59,29 @@ impl EmbeddedSessionStore {
         })
         .await
     }
+
+    /// The receipts of chunks `first..=last`, in index order.
+    async fn parts_between(
+        &self,
+        id: &UploadId,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
+        let db = Arc::clone(&self.db);
+        let id = id.to_string();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(SessionError::unavailable)?;
+            let parts = txn.open_table(PARTS).map_err(SessionError::unavailable)?;
+            let range = parts.range((id.as_str(), first)..=(id.as_str(), last)).map_err(SessionError::unavailable)?;
+            range
+                .map(|entry| {
+                    let (key, value) = entry.map_err(SessionError::unavailable)?;
+                    Ok((ChunkIndex(key.value().1), decode_receipt(value.value())?))
+                })
+                .collect()
+        })
+        .await
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -156,20 +179,18 @@ impl SessionStore for EmbeddedSessionStore {
     }
 
     async fn parts(&self, id: &UploadId) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
-        let db = Arc::clone(&self.db);
-        let id = id.to_string();
-        run_blocking(move || {
-            let txn = db.begin_read().map_err(SessionError::unavailable)?;
-            let parts = txn.open_table(PARTS).map_err(SessionError::unavailable)?;
-            let range = parts.range((id.as_str(), 0)..=(id.as_str(), u32::MAX)).map_err(SessionError::unavailable)?;
-            range
-                .map(|entry| {
-                    let (key, value) = entry.map_err(SessionError::unavailable)?;
-                    Ok((ChunkIndex(key.value().1), decode_receipt(value.value())?))
-                })
-                .collect()
-        })
-        .await
+        self.parts_between(id, 0, u32::MAX).await
+    }
+
+    async fn parts_in(
+        &self,
+        id: &UploadId,
+        chunks: std::ops::Range<u32>,
+    ) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
+        match chunks.end.checked_sub(1).filter(|_| !chunks.is_empty()) {
+            Some(last) => self.parts_between(id, chunks.start, last).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     #[tracing::instrument(name = "embedded.record_part", skip_all, fields(upload_id = %id, chunk = %index))]

@@ -24,6 +24,13 @@ pub(crate) struct Meta {
     plan: ChunkPlan,
     storage_upload_id: Option<String>,
     created_at: Timestamp,
+    /// Absent in records written before chunks were grouped: one chunk per part.
+    #[serde(default = "one")]
+    part_chunks: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 pub(super) fn ms(t: Timestamp) -> i64 {
@@ -41,6 +48,7 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         plan: r.plan,
         storage_upload_id: r.storage_upload_id.clone(),
         created_at: r.created_at,
+        part_chunks: r.part_chunks,
     };
     let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
     let mut fields = vec![
@@ -111,6 +119,7 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
             }),
             _ => None,
         },
+        part_chunks: meta.part_chunks,
     })
 }
 

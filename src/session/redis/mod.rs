@@ -258,6 +258,24 @@ impl SessionStore for RedisSessionStore {
         Ok(parts)
     }
 
+    async fn parts_in(
+        &self,
+        id: &UploadId,
+        chunks: std::ops::Range<u32>,
+    ) -> Result<Vec<(ChunkIndex, PartReceipt)>, SessionError> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(self.parts_key(id)).arg(chunks.clone().collect::<Vec<_>>());
+        let (receipts,): (Vec<Option<String>>,) = self.query(&pipe).await?;
+        chunks
+            .zip(receipts)
+            .filter_map(|(index, receipt)| receipt.map(|r| (index, r)))
+            .map(|(index, receipt)| Ok((ChunkIndex(index), decode_receipt(receipt.as_bytes())?)))
+            .collect()
+    }
+
     #[tracing::instrument(name = "redis.record_part", skip_all, fields(upload_id = %id, chunk = %index))]
     async fn record_part(
         &self,

@@ -233,11 +233,6 @@ async fn refuse<T>(tx: &body::PieceSender, stop: Stop) -> Result<T, Stop> {
 }
 
 impl S3ObjectStore {
-    /// Where an upload's staging objects (its tails) live.
-    pub(super) fn staging_prefix(&self, upload: &StagedUpload) -> String {
-        format!("{}.ferry/{}/", self.prefix, upload.id)
-    }
-
     /// See `ObjectStore::append` and this module's notes.
     pub(super) async fn append_bytes(
         &self,
@@ -367,49 +362,6 @@ impl S3ObjectStore {
             Write::Tail(size) => Ok(Written::Tail(answer.unwrap_or_default(), size)),
         }
     }
-
-    /// Deletes a staging object without waiting; a failure only leaves it for the sweep
-    /// at completion or abort.
-    fn delete_in_background(&self, key: String) {
-        let request = self.client.delete_object().bucket(&self.bucket).key(key.clone());
-        crate::runtime::detach(async move {
-            if let Err(err) = request.send().await {
-                let error = aws_sdk_s3::error::DisplayErrorContext(&err).to_string();
-                tracing::debug!(key, error, "could not delete a replaced tail; completion or abort will");
-            }
-        });
-    }
-
-    /// Deletes every staging object of an upload (its tails): completion and abort.
-    pub(super) async fn drop_staging(&self, upload: &StagedUpload) -> Result<(), StorageError> {
-        let prefix = self.staging_prefix(upload);
-        loop {
-            let request = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix);
-            let page = errors::on_io(request.send()).await.map_err(errors::storage)?;
-            let keys: Vec<String> = page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key).collect();
-            if keys.is_empty() {
-                return Ok(());
-            }
-            // One by one: DeleteObjects needs Content-MD5 or a checksum, which some
-            // S3-compatible stores handle badly, and an upload has few tails.
-            for key in keys {
-                let request = self.client.delete_object().bucket(&self.bucket).key(key);
-                match errors::on_io(request.send()).await {
-                    Err(err) if errors::code(&err) != Some("NoSuchKey") && !errors::is_not_found(&err) => {
-                        return Err(errors::storage(err))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    /// Whether an upload still has staging objects (tests).
-    #[cfg(any(test, feature = "test-support"))]
-    pub(super) async fn has_staging(&self, upload: &StagedUpload) -> bool {
-        let request = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.staging_prefix(upload));
-        errors::on_io(request.send()).await.map_or(true, |page| !page.contents().is_empty())
-    }
 }
 
 /// What a write stored.
@@ -457,8 +409,13 @@ mod tests {
         let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
         let store = S3ObjectStore::from_sdk_config(&settings, &sdk).unwrap();
         let id = crate::domain::UploadId::new();
-        let up =
-            StagedUpload { id, key: crate::domain::ObjectKey::new(&id, "x"), storage_upload_id: None, append: true };
+        let up = StagedUpload {
+            id,
+            key: crate::domain::ObjectKey::new(&id, "x"),
+            storage_upload_id: None,
+            append: true,
+            part_chunks: 1,
+        };
         let most = settings.part_size * 10_000;
         let at = AppendAt { offset: most - 1, len: Some(2), ..at(0, 9_999, None) };
         let body = stream::iter([Ok(Bytes::from_static(b"xy"))]).boxed_local();

@@ -2,15 +2,21 @@
 //! (the HTTP server's payload is not `Send`, the SDK's body must be), and bodies of
 //! unknown length cut into parts of a fixed size.
 
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream as SdkStream;
+use aws_smithy_types::body::SdkBody;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{self, Either};
 use futures_util::StreamExt;
 use http_body::Frame;
 use tokio::sync::mpsc;
 
+use super::errors::{self, S3Error};
 use crate::domain::{Md5Digest, Md5Hasher};
 use crate::storage::{ByteStream, StorageError};
 
@@ -40,6 +46,45 @@ impl http_body::Body for ChannelBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.0.poll_recv(cx).map(|piece| piece.map(|piece| piece.map(Frame::data)))
     }
+}
+
+/// Streams exactly `len` bytes of `body` (checked as [`feed`] does) as the body of the
+/// request `send` makes from it, and answers their MD5 with the store's answer. The
+/// client's body is not `Send`: it is fed from this task, while the request runs on the
+/// I/O runtime (dropping it there breaks the request off).
+pub(super) async fn stream<T, E, F>(
+    body: ByteStream<'_>,
+    len: u64,
+    expected: Option<Md5Digest>,
+    send: impl FnOnce(SdkStream) -> F,
+) -> Result<(Md5Digest, T), StorageError>
+where
+    F: Future<Output = Result<T, S3Error<E>>> + Send + 'static,
+    T: Send + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (tx, rx) = channel();
+    let send = pin!(errors::on_io(send(SdkStream::new(SdkBody::from_body_1_x(rx)))));
+    let fed = pin!(feed(body, tx, len, expected));
+    let (md5, sent) = match future::select(fed, send).await {
+        // A refused body: dropping the request breaks it off before the store has it whole.
+        Either::Left((fed, send)) => (fed?, send.await),
+        Either::Right((Ok(sent), fed)) => (fed.await?, Ok(sent)),
+        // The store took the whole body and disagrees on its MD5: the feed is done.
+        Either::Right((Err(err), fed)) if errors::is_digest_refusal(&err) => (fed.await?, Err(err)),
+        Either::Right((Err(err), _)) => return Err(errors::storage(err)),
+    };
+    let out = match sent {
+        Ok(out) => out,
+        Err(err) => match (expected, md5) {
+            (Some(expected), Some(actual)) if errors::is_digest_refusal(&err) => {
+                return Err(StorageError::ChecksumMismatch { expected, actual })
+            }
+            _ => return Err(errors::storage(err)),
+        },
+    };
+    let md5 = md5.ok_or_else(|| StorageError::Refused("the store answered before the whole body".into()))?;
+    Ok((md5, out))
 }
 
 /// Passes exactly `len` bytes of `body` to `tx`, hashing them, and answers their MD5; `None`

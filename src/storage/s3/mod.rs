@@ -13,6 +13,9 @@
 //! parts with the receipts (sizes, and ETags where the store lists them) before it
 //! assembles anything.
 //!
+//! Chunks under `storage.s3.part_size` are grouped into parts, each chunk kept as an
+//! object under `<prefix>.ferry/<upload id>/` until its part is made; see `grouped`.
+//!
 //! Append uploads (tus, the IETF draft) fill parts of `storage.s3.part_size` in order and
 //! keep an unfinished part as a tail object under `<prefix>.ferry/<upload id>/`; see
 //! `append`. Completing or aborting such an upload deletes its tails.
@@ -27,8 +30,8 @@ mod assemble;
 mod body;
 mod connect;
 mod errors;
-
-use std::pin::pin;
+mod grouped;
+mod staging;
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -36,9 +39,7 @@ use aws_sdk_s3::config::Builder as ConfigBuilder;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::CompletedPart;
 use aws_sdk_s3::Client;
-use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
-use futures_util::future::{self, Either};
 
 use self::assemble::Listing;
 use self::connect::{call_timeouts, CHECK_TIMEOUT};
@@ -214,6 +215,12 @@ fn user_metadata(attributes: &ObjectAttributes) -> Option<std::collections::Hash
     (!kept.is_empty()).then_some(kept)
 }
 
+/// A streamed body's `Content-Length`: a part or object of `len` bytes, never empty.
+fn content_length(len: u64) -> Result<i64, StorageError> {
+    let length = i64::try_from(len).ok().filter(|l| *l > 0);
+    length.ok_or_else(|| StorageError::Refused(format!("{len} bytes is no part")))
+}
+
 /// S3's part number of a chunk: one more than its index, at most 10,000.
 fn part_number(index: ChunkIndex) -> Result<i32, StorageError> {
     let number = u64::from(index.0) + 1;
@@ -243,6 +250,18 @@ impl ObjectStore for S3ObjectStore {
         self.create(&self.object_key(key), attributes).await.map(Some)
     }
 
+    fn chunks_per_part(&self, chunk_size: u64) -> u32 {
+        self.group_len(chunk_size)
+    }
+
+    #[tracing::instrument(name = "s3.seal", skip_all, fields(upload_id = %upload.id, chunks = parts.len()))]
+    async fn seal(&self, upload: &StagedUpload, parts: &[(ChunkIndex, PartReceipt)]) -> Result<(), StorageError> {
+        if upload.part_chunks > 1 {
+            self.seal_once(upload, parts).await?;
+        }
+        Ok(())
+    }
+
     #[tracing::instrument(name = "s3.append", skip_all, fields(upload_id = %upload.id, offset = at.offset, len = at.len))]
     async fn append(
         &self,
@@ -254,7 +273,15 @@ impl ObjectStore for S3ObjectStore {
         self.append_bytes(upload, at, body, max).await
     }
 
-    async fn drop_part(&self, _: &StagedUpload, _: ChunkIndex, _: &PartReceipt) -> Result<(), StorageError> {
+    async fn drop_part(
+        &self,
+        upload: &StagedUpload,
+        _: ChunkIndex,
+        replaced: &PartReceipt,
+    ) -> Result<(), StorageError> {
+        if upload.part_chunks > 1 {
+            return self.drop_chunk_object(upload, replaced).await;
+        }
         // A part sent again replaced the earlier one in place.
         Ok(())
     }
@@ -268,37 +295,15 @@ impl ObjectStore for S3ObjectStore {
         len: u64,
         expected_md5: Option<Md5Digest>,
     ) -> Result<PartReceipt, StorageError> {
+        if upload.part_chunks > 1 {
+            return self.put_chunk_object(upload, index, body, len, expected_md5).await;
+        }
         let (multipart, number) = (multipart_id(upload)?, part_number(index)?);
-        let content_length = i64::try_from(len).ok().filter(|l| *l > 0);
-        let content_length = content_length.ok_or_else(|| StorageError::Refused(format!("{len} bytes is no part")))?;
-        let (tx, rx) = body::channel();
         let request = self.streams.upload_part().bucket(&self.bucket).key(self.object_key(&upload.key));
-        let request = request.upload_id(multipart).part_number(number).content_length(content_length);
+        let request = request.upload_id(multipart).part_number(number).content_length(content_length(len)?);
         // Real S3 checks it too, against corruption between here and there.
         let request = request.set_content_md5(expected_md5.map(|md5| md5.to_string()));
-        let request = request.body(SdkStream::new(SdkBody::from_body_1_x(rx)));
-        // The client's body is not `Send`: it is fed from this task, while the request
-        // runs on the I/O runtime (dropping it there breaks the request off).
-        let feed = pin!(body::feed(body, tx, len, expected_md5));
-        let send = pin!(errors::on_io(request.send()));
-        let (md5, sent) = match future::select(feed, send).await {
-            // A refused body: dropping the request breaks it off before the store has it whole.
-            Either::Left((fed, send)) => (fed?, send.await),
-            Either::Right((Ok(sent), feed)) => (feed.await?, Ok(sent)),
-            // The store took the whole body and disagrees on its MD5: the feed is done.
-            Either::Right((Err(err), feed)) if errors::is_digest_refusal(&err) => (feed.await?, Err(err)),
-            Either::Right((Err(err), _)) => return Err(errors::storage(err)),
-        };
-        let out = match sent {
-            Ok(out) => out,
-            Err(err) => match (expected_md5, md5) {
-                (Some(expected), Some(actual)) if errors::is_digest_refusal(&err) => {
-                    return Err(StorageError::ChecksumMismatch { expected, actual })
-                }
-                _ => return Err(errors::storage(err)),
-            },
-        };
-        let md5 = md5.ok_or_else(|| StorageError::Refused("the store answered before the whole body".into()))?;
+        let (md5, out) = body::stream(body, len, expected_md5, |stream| request.body(stream).send()).await?;
         let etag = out.e_tag.as_deref().map(unquote);
         let etag = etag.ok_or_else(|| StorageError::Refused("the store gave no ETag for the part".into()))?;
         Ok(PartReceipt { md5, etag, size: len })
@@ -311,6 +316,9 @@ impl ObjectStore for S3ObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
+        if upload.part_chunks > 1 {
+            return self.assemble_grouped(upload, parts, size, true).await;
+        }
         let object = self.assemble(upload, parts, size).await?;
         if upload.append {
             // An append upload's tails; what a failure leaves, the bucket's lifecycle rule
@@ -325,7 +333,7 @@ impl ObjectStore for S3ObjectStore {
 
     #[tracing::instrument(name = "s3.abort", skip_all, fields(upload_id = %upload.id))]
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError> {
-        if upload.append {
+        if upload.append || upload.part_chunks > 1 {
             self.drop_staging(upload).await?;
         }
         match upload.storage_upload_id.as_deref() {
@@ -398,7 +406,7 @@ impl super::contract::Inspect for S3ObjectStore {
     }
 
     async fn has_staged_parts(&self, upload: &StagedUpload) -> bool {
-        if upload.append && self.has_staging(upload).await {
+        if (upload.append || upload.part_chunks > 1) && self.has_staging(upload).await {
             return true;
         }
         let Some(multipart) = upload.storage_upload_id.as_deref() else { return false };

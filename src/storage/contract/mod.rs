@@ -14,6 +14,10 @@ use futures_util::stream::{self, StreamExt};
 use super::{AppendAt, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError};
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
+mod grouped;
+
+pub use grouped::*;
+
 /// Size of every part but the last in these cases.
 pub const PART: usize = 5 * 1024 * 1024;
 
@@ -65,7 +69,7 @@ async fn staged(store: &dyn Harness) -> StagedUpload {
             .into(),
     };
     let storage_upload_id = store.create_multipart(&id, &key, &attributes).await.expect("create_multipart");
-    StagedUpload { id, key, storage_upload_id, append: false }
+    StagedUpload { id, key, storage_upload_id, append: false, part_chunks: 1 }
 }
 
 async fn put(store: &dyn Harness, up: &StagedUpload, index: u32, data: &[u8]) -> (ChunkIndex, PartReceipt) {
@@ -384,6 +388,10 @@ macro_rules! object_store_contract {
             a_cut_append_keeps_what_it_reports_and_goes_on,
             an_append_not_recorded_leaves_the_upload_as_it_was,
             abort_drops_an_append_uploads_bytes,
+            small_chunks_grouped_into_parts_assemble_the_original,
+            a_chunk_sent_again_after_its_part_was_sealed_wins,
+            a_chunk_overwritten_behind_its_receipt_is_never_assembled,
+            abort_drops_small_chunks,
             a_check_answers,
         );
     };
