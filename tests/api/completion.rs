@@ -76,12 +76,11 @@ async fn an_upload_whose_claimer_died_is_finished_by_the_sweeper_with_no_client(
     // Nobody calls status or resume: only the server can finish it, once the claim lapses.
     rig.app.clock.advance(Duration::seconds(3));
     let object = rig.app.object_path(&up.key);
-    // The object appears a moment before the job records it: wait for the record.
-    eventually("the sweeper finished the abandoned completion", || async {
-        state_of(&rig.app, &up).await["state"] == "completed"
-    })
-    .await;
+    eventually("the sweeper finished the abandoned completion", || async { object.exists() }).await;
     assert_eq!(std::fs::read(&object).unwrap(), data);
+    // The object appears a moment before the job records it (the job's live claim keeps
+    // a status call from taking over meanwhile).
+    eventually("the completion is recorded", || async { state_of(&rig.app, &up).await["state"] == "completed" }).await;
     assert!(rig.app.metrics().await.contains("ferry_completions_adopted_total 1"));
 }
 
