@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod routes;
 pub mod runtime;

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub bodies_in_flight: IntGauge,
     chunks_rejected: IntCounterVec,
     request_duration: HistogramVec,
+    events_published: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -57,6 +60,25 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         let bodies_in_flight = IntGauge::new("bodies_in_flight", "Upload bodies being read now")?;
         registry.register(Box::new(bodies_in_flight.clone()))?;
+        let events_published = IntCounterVec::new(
+            Opts::new("events_published_total", "Events moved from the outbox into the event log, by type"),
+            &["type"],
+        )?;
+        registry.register(Box::new(events_published.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook tries by endpoint and outcome: delivered, failed (tried again later), given_up",
+            ),
+            &["sink", "outcome"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        let webhook_latency = HistogramVec::new(
+            HistogramOpts::new("webhook_delivery_seconds", "Time from an event to its delivery, by endpoint")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0]),
+            &["sink"],
+        )?;
+        registry.register(Box::new(webhook_latency.clone()))?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
@@ -74,6 +96,9 @@ impl Metrics {
             bodies_in_flight,
             chunks_rejected,
             request_duration,
+            events_published,
+            webhook_deliveries,
+            webhook_latency,
             registry,
         })
     }
@@ -81,6 +106,29 @@ impl Metrics {
     /// Counts a refused chunk under its problem code.
     pub fn chunk_rejected(&self, reason: &str) {
         self.chunks_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an event published, by type.
+    pub fn event_published(&self, kind: &str) {
+        self.events_published.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a webhook delivery and how long after its event it came.
+    pub fn webhook_delivered(&self, sink: &str, latency: Option<chrono::Duration>) {
+        self.webhook_deliveries.with_label_values(&[sink, "delivered"]).inc();
+        if let Some(latency) = latency.and_then(|l| l.to_std().ok()) {
+            self.webhook_latency.with_label_values(&[sink]).observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Counts a webhook try that failed (tried again later).
+    pub fn webhook_attempt_failed(&self, sink: &str) {
+        self.webhook_deliveries.with_label_values(&[sink, "failed"]).inc();
+    }
+
+    /// Counts a webhook delivery given up at the end of its retry window.
+    pub fn webhook_given_up(&self, sink: &str) {
+        self.webhook_deliveries.with_label_values(&[sink, "given_up"]).inc();
     }
 
     /// Records how long a request took.

@@ -40,6 +40,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         let u = &self.uploads;
         let fail = |msg: String| Err(SettingsError::Invalid(msg));
+        if let Some(problem) = self.events.problem() {
+            return fail(problem);
+        }
         if self.server.body_idle_timeout_secs == 0 {
             return fail("server.body_idle_timeout_secs must be positive".into());
         }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
+    /// Webhooks and the event stream.
+    pub events: EventSettings,
 }
 
 /// The HTTP server.
@@ -363,8 +365,10 @@ impl Default for TelemetrySettings {
     }
 }
 
+mod events;
 mod load;
 
+pub use events::{EventSettings, WebhookSettings};
 pub use load::SettingsError;
 
 #[cfg(test)]

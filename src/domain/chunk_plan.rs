@@ -125,6 +125,18 @@ impl ChunkPlan {
     pub fn indices(&self) -> impl Iterator<Item = ChunkIndex> {
         (0..self.total_chunks).map(ChunkIndex)
     }
+
+    /// The chunks of the plan not among `received` (indices in ascending order), in order.
+    pub fn missing(&self, received: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        let mut received = received.into_iter().peekable();
+        self.indices()
+            .map(|i| i.0)
+            .filter(|i| {
+                while received.next_if(|r| r < i).is_some() {}
+                received.next_if_eq(i).is_none()
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

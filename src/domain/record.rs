@@ -138,6 +138,9 @@ pub struct UploadRecord {
     /// creation, so every instance groups the upload alike whatever its own settings.
     #[serde(default = "one_chunk", skip_serializing_if = "is_one_chunk")]
     pub part_chunks: u32,
+    /// When its last progress event was recorded (one a second at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_at: Option<Timestamp>,
 }
 
 fn one_chunk() -> u32 {

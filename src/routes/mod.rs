@@ -14,7 +14,7 @@ mod health;
 mod tus;
 mod ui;
 mod uploads;
-mod views;
+pub(crate) mod views;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

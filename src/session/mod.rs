@@ -13,7 +13,7 @@ pub mod contract;
 use async_trait::async_trait;
 use chrono::Duration;
 
-use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{ChunkIndex, Claim, PartReceipt, RecordedEvent, Timestamp, UploadId, UploadRecord, UploadState};
 
 pub use self::redis::RedisSessionStore;
 pub use embedded::EmbeddedSessionStore;
@@ -131,6 +131,9 @@ pub struct AppendProgress {
     pub parts: Vec<(ChunkIndex, PartReceipt)>,
     /// The total length, if this append declares it (a deferred length).
     pub length: Option<u64>,
+    /// Whether a progress event is due, as the writer's record says ([`progress_due`]):
+    /// one is recorded then, unless one was since.
+    pub report_progress: bool,
 }
 
 /// What `end_append` did.
@@ -197,7 +200,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Atomically: if the upload is `uploading` and not expired at `now`, keeps the
     /// receipt for `index` (answering the one it replaced), counts the chunk if it is new,
     /// moves expiry to `now + ttl`, and, if this filled the last gap, takes the claim for
-    /// `lease`.
+    /// `lease`. Records a progress event if `progress` (the caller's read of the record
+    /// says one is due at `now`, [`progress_due`]) and none was recorded since.
+    #[allow(clippy::too_many_arguments)]
     async fn record_part(
         &self,
         id: &UploadId,
@@ -206,6 +211,7 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Timestamp,
         ttl: Duration,
         lease: Duration,
+        progress: bool,
     ) -> Result<RecordOutcome, SessionError>;
 
     /// Takes the claim to assemble the object if the record is claimable at `now`
@@ -287,6 +293,29 @@ pub trait SessionStore: Send + Sync + 'static {
     /// concurrent callers, exactly one gets it.
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError>;
 
+    /// Up to `limit` batches of recorded events not yet published, each upload's events
+    /// in one batch, in the order they were recorded. On a shared store a batch is held
+    /// for `lease` by this caller and goes to another only once that lapses, so every
+    /// event is published at least once even when its publisher dies.
+    async fn outbox(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError>;
+
+    /// Forgets the events of a published batch; events recorded since stay. Idempotent.
+    async fn published(&self, batch: &PendingEvents, now: Timestamp) -> Result<(), SessionError>;
+
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), SessionError>;
+}
+
+/// Recorded events of one upload waiting to be published, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEvents {
+    /// The events.
+    pub events: Vec<RecordedEvent>,
+    /// What `published` needs to forget them; opaque to all but the store.
+    pub receipt: String,
+}
+
+/// Whether a progress event may be recorded for `record` at `now`: one a second at most.
+pub fn progress_due(record: &UploadRecord, now: Timestamp) -> bool {
+    record.progress_at.is_none_or(|at| now - at >= Duration::seconds(1))
 }

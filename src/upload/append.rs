@@ -14,7 +14,7 @@ use crate::domain::{
     AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
     UploadState,
 };
-use crate::session::{AppendEnd, AppendProgress, AppendStart};
+use crate::session::{progress_due, AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};
 
 /// What a client asks for when it opens an append upload.
@@ -162,13 +162,14 @@ impl UploadService {
         }
         self.metrics.bytes_received.inc_by(stored.offset.saturating_sub(at.offset));
 
+        let now = self.clock.now();
         let progress = AppendProgress {
             offset: stored.offset,
             cursor: stored.cursor,
             parts: stored.parts,
             length: request.length,
+            report_progress: stored.offset > at.offset && progress_due(&record, now),
         };
-        let now = self.clock.now();
         let end = self.sessions.end_append(id, claim.fence, &progress, now, self.policy.ttl, self.policy.lease).await?;
         let (offset, length, claim) = match end {
             AppendEnd::Recorded { offset, length, claim } => (offset, length, claim),
@@ -196,8 +197,13 @@ impl UploadService {
     /// Ends a writer's claim without moving the offset, so the next append need not wait
     /// for it to lapse. Failures are logged: the claim lapses on its own.
     async fn release_writer(&self, id: &UploadId, fence: u64, at: &AppendAt) {
-        let unchanged =
-            AppendProgress { offset: at.offset, cursor: at.cursor.clone(), parts: Vec::new(), length: None };
+        let unchanged = AppendProgress {
+            offset: at.offset,
+            cursor: at.cursor.clone(),
+            parts: Vec::new(),
+            length: None,
+            report_progress: false,
+        };
         let now = self.clock.now();
         if let Err(err) = self.sessions.end_append(id, fence, &unchanged, now, self.policy.ttl, self.policy.lease).await
         {

@@ -2,7 +2,7 @@
 
 use super::{UploadError, UploadService};
 use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadRecord, UploadState};
-use crate::session::RecordOutcome;
+use crate::session::{progress_due, RecordOutcome};
 use crate::storage::{ByteStream, StagedUpload};
 
 /// A stored chunk, and where its upload stands now.
@@ -111,7 +111,9 @@ impl UploadService {
         self.metrics.bytes_received.inc_by(len);
 
         let now = self.clock.now();
-        let outcome = self.sessions.record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease).await?;
+        let progress = progress_due(&record, now);
+        let outcome =
+            self.sessions.record_part(id, index, &receipt, now, self.policy.ttl, self.policy.lease, progress).await?;
         match outcome {
             RecordOutcome::Recorded { received_chunks, bytes_received, claim, replaced } => {
                 let same_bytes = replaced.as_ref().is_some_and(|old| old.md5 == receipt.md5);

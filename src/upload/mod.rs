@@ -192,16 +192,7 @@ impl UploadService {
         }
         let missing_chunks = if record.state == UploadState::Uploading {
             let parts = self.sessions.parts(&record.id).await?;
-            let mut received = parts.iter().map(|(i, _)| i.0).peekable();
-            record
-                .plan
-                .indices()
-                .map(|i| i.0)
-                .filter(|i| {
-                    while received.next_if(|r| r < i).is_some() {}
-                    received.next_if_eq(i).is_none()
-                })
-                .collect()
+            record.plan.missing(parts.iter().map(|(i, _)| i.0))
         } else {
             Vec::new()
         };
@@ -254,6 +245,7 @@ impl UploadService {
             expires_at: now + self.policy.ttl,
             append: None,
             part_chunks: 1,
+            progress_at: None,
         }
     }
 

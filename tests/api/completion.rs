@@ -56,7 +56,7 @@ impl Rig {
             self.storage.put_part(&staged, ChunkIndex(index), body(data), data.len() as u64, md5).await.unwrap();
         let now = self.app.clock.now();
         let outcome =
-            self.sessions.record_part(&id, ChunkIndex(index), &receipt, now, self.ttl, self.lease).await.unwrap();
+            self.sessions.record_part(&id, ChunkIndex(index), &receipt, now, self.ttl, self.lease, true).await.unwrap();
         matches!(outcome, RecordOutcome::Recorded { claim: Some(_), .. })
     }
 }

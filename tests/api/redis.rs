@@ -36,8 +36,15 @@ mod contract {
     ferry::session_store_contract!(scratch());
 }
 
+mod log {
+    use super::scratch;
+
+    ferry::event_log_contract!(scratch());
+}
+
 #[tokio::test]
 async fn keys_are_versioned_prefixed_and_share_a_hash_tag_per_upload() {
+    // The record and its events' outbox share the upload's hash tag; the two indexes stand alone.
     let server = RedisServer::start();
     let store = RedisSessionStore::new(&server.url(), "myapp", counter()).unwrap();
     let record = ferry::session::contract::new_record(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3));
@@ -45,7 +52,9 @@ async fn keys_are_versioned_prefixed_and_share_a_hash_tag_per_upload() {
     let keys = server.cli(&["--scan"]);
     let mut keys: Vec<&str> = keys.lines().collect();
     keys.sort();
-    assert_eq!(keys, vec!["myapp:v1:expiry", format!("myapp:v1:{{{}}}:upload", record.id).as_str()]);
+    let outbox = format!("myapp:v1:{{{}}}:outbox", record.id);
+    let upload = format!("myapp:v1:{{{}}}:upload", record.id);
+    assert_eq!(keys, vec!["myapp:v1:expiry", "myapp:v1:outbox", outbox.as_str(), upload.as_str()]);
 }
 
 #[tokio::test]

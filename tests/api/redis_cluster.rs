@@ -20,14 +20,23 @@ fn settings(prefix: &str) -> RedisSettings {
     }
 }
 
+/// A store of its own on the shared cluster: a prefix no other case uses (the outbox is
+/// store-wide).
 async fn scratch() -> Box<RedisSessionStore> {
-    Box::new(RedisSessionStore::with_settings(&settings("contract"), counter()).unwrap())
+    let prefix = format!("contract-{}", uuid::Uuid::new_v4().simple());
+    Box::new(RedisSessionStore::with_settings(&settings(&prefix), counter()).unwrap())
 }
 
 mod contract {
     use super::scratch;
 
     ferry::session_store_contract!(scratch());
+}
+
+mod log {
+    use super::scratch;
+
+    ferry::event_log_contract!(scratch());
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ async fn created_append(store: &dyn SessionStore, length: Option<u64>) -> (Uploa
 }
 
 fn progress(offset: u64, cursor: &str) -> AppendProgress {
-    AppendProgress { offset, cursor: cursor.into(), parts: Vec::new(), length: None }
+    AppendProgress { offset, cursor: cursor.into(), parts: Vec::new(), length: None, report_progress: true }
 }
 
 async fn begin(store: &dyn SessionStore, r: &UploadRecord, offset: u64, now: Timestamp) -> AppendStart {
@@ -61,13 +61,24 @@ pub async fn the_last_append_claims_the_completion(store: &dyn SessionStore) {
     let (r, now) = created_append(store, None).await;
     let (fence, _) = granted(begin(store, &r, 0, now).await);
     let part = receipt(&r, 0, "part-1");
-    let first =
-        AppendProgress { offset: 10, cursor: "t".into(), parts: vec![(ChunkIndex(0), part.clone())], length: None };
+    let first = AppendProgress {
+        offset: 10,
+        cursor: "t".into(),
+        parts: vec![(ChunkIndex(0), part.clone())],
+        length: None,
+        report_progress: true,
+    };
     let end = store.end_append(&r.id, fence, &first, now, ttl(), lease()).await.expect("end");
     assert_eq!(end, AppendEnd::Recorded { offset: 10, length: None, claim: None }, "no length yet: no completion");
     assert_eq!(store.parts(&r.id).await.expect("parts"), vec![(ChunkIndex(0), part)]);
     let (fence, _) = granted(begin(store, &r, 10, now).await);
-    let last = AppendProgress { offset: 25, cursor: String::new(), parts: Vec::new(), length: Some(25) };
+    let last = AppendProgress {
+        offset: 25,
+        cursor: String::new(),
+        parts: Vec::new(),
+        length: Some(25),
+        report_progress: true,
+    };
     let claim = match store.end_append(&r.id, fence, &last, now, ttl(), lease()).await.expect("end") {
         AppendEnd::Recorded { offset: 25, length: Some(25), claim: Some(claim) } => claim,
         other => panic!("expected the completion claim, got {other:?}"),

@@ -1,6 +1,6 @@
 //! The shared contract suite of `SessionStore`: every backend runs these same cases,
-//! unchanged, through `session_store_contract!`. Each case uses fresh upload ids, so one
-//! store may serve them all.
+//! unchanged, through `session_store_contract!`. Each case gets a store of its own (the
+//! event outbox is store-wide) and uses fresh upload ids.
 
 // Test support: a failed expectation is the case failing.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -16,9 +16,12 @@ use crate::domain::{
 };
 
 mod append;
+mod events;
+pub mod log;
 mod sweep;
 
 pub use append::*;
+pub use events::*;
 pub use sweep::*;
 
 /// A small plan: 4 chunks of 10 bytes and a last one of 5.
@@ -64,6 +67,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         expires_at: now + ttl(),
         append: None,
         part_chunks: 1,
+        progress_at: None,
     }
 }
 
@@ -82,7 +86,7 @@ async fn created(store: &dyn SessionStore) -> (UploadRecord, Timestamp) {
 
 async fn record(store: &dyn SessionStore, r: &UploadRecord, index: u32, now: Timestamp) -> RecordOutcome {
     store
-        .record_part(&r.id, ChunkIndex(index), &receipt(r, index, &format!("etag-{index}")), now, ttl(), lease())
+        .record_part(&r.id, ChunkIndex(index), &receipt(r, index, &format!("etag-{index}")), now, ttl(), lease(), true)
         .await
         .expect("record_part")
 }
@@ -117,7 +121,7 @@ pub async fn distinct_chunks_are_counted_once(store: &dyn SessionStore) {
     let first = record(store, &r, 2, now).await;
     assert_eq!(first, RecordOutcome::Recorded { received_chunks: 1, bytes_received: 10, claim: None, replaced: None });
     let again = store
-        .record_part(&r.id, ChunkIndex(2), &receipt(&r, 2, "etag-2-again"), now, ttl(), lease())
+        .record_part(&r.id, ChunkIndex(2), &receipt(&r, 2, "etag-2-again"), now, ttl(), lease(), true)
         .await
         .expect("record_part");
     let replaced = Some(receipt(&r, 2, "etag-2"));
@@ -329,6 +333,10 @@ macro_rules! session_store_contract {
             the_last_append_claims_the_completion,
             a_lapsed_writer_is_taken_over_and_a_cancel_ends_an_append,
             a_chunked_upload_takes_no_appends,
+            each_change_records_its_event_with_the_record_it_left,
+            progress_is_recorded_when_asked_and_once_a_second,
+            publishing_forgets_only_the_events_it_read,
+            an_outbox_held_too_long_goes_to_the_next_publisher,
             a_ping_answers,
         );
     };

@@ -9,11 +9,16 @@ use async_trait::async_trait;
 use chrono::Duration;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use self::outbox::{COUNTERS, OUTBOX};
 use super::codec::{decode_receipt, decode_record, encode};
 use super::{
-    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore,
+    progress_due, AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, RecordOutcome, Retired,
+    SessionError, SessionStore,
 };
-use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{ChunkIndex, Claim, EventKind, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+
+mod log;
+mod outbox;
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
 const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts_v1");
@@ -37,6 +42,11 @@ impl EmbeddedSessionStore {
         txn.open_table(UPLOADS).map_err(SessionError::unavailable)?;
         txn.open_table(PARTS).map_err(SessionError::unavailable)?;
         txn.open_table(EXPIRY).map_err(SessionError::unavailable)?;
+        txn.open_table(OUTBOX).map_err(SessionError::unavailable)?;
+        txn.open_table(COUNTERS).map_err(SessionError::unavailable)?;
+        txn.open_table(log::EVENTS).map_err(SessionError::unavailable)?;
+        txn.open_table(log::CURSORS).map_err(SessionError::unavailable)?;
+        txn.open_table(log::PENDING).map_err(SessionError::unavailable)?;
         txn.commit().map_err(SessionError::unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -90,11 +100,13 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(SessionError::unavailable)?
 }
 
-/// The three tables, opened in one write transaction.
+/// The tables, opened in one write transaction.
 struct Tables<'txn> {
     uploads: Table<'txn, &'static str, &'static [u8]>,
     parts: Table<'txn, (&'static str, u32), &'static [u8]>,
     expiry: Table<'txn, (i64, &'static str), ()>,
+    outbox: Table<'txn, u64, &'static [u8]>,
+    counters: Table<'txn, &'static str, u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -103,6 +115,8 @@ impl<'txn> Tables<'txn> {
             uploads: txn.open_table(UPLOADS).map_err(SessionError::unavailable)?,
             parts: txn.open_table(PARTS).map_err(SessionError::unavailable)?,
             expiry: txn.open_table(EXPIRY).map_err(SessionError::unavailable)?,
+            outbox: txn.open_table(OUTBOX).map_err(SessionError::unavailable)?,
+            counters: txn.open_table(COUNTERS).map_err(SessionError::unavailable)?,
         })
     }
 
@@ -156,10 +170,15 @@ impl<'txn> Tables<'txn> {
 impl SessionStore for EmbeddedSessionStore {
     #[tracing::instrument(name = "embedded.insert", skip_all, fields(upload_id = %record.id))]
     async fn insert(&self, record: &UploadRecord) -> Result<(), SessionError> {
-        let record = record.clone();
+        let mut record = record.clone();
         self.write(move |t| {
             if t.load(&record.id.to_string())?.is_some() {
                 return Err(SessionError::AlreadyExists);
+            }
+            let created = record.created_at;
+            t.emit(&mut record, EventKind::Created, created)?;
+            if record.state == UploadState::Completed {
+                t.emit(&mut record, EventKind::Completed, created)?;
             }
             t.save(&record, None)
         })
@@ -202,6 +221,7 @@ impl SessionStore for EmbeddedSessionStore {
         now: Timestamp,
         ttl: Duration,
         lease: Duration,
+        progress: bool,
     ) -> Result<RecordOutcome, SessionError> {
         let (id, receipt) = (id.to_string(), receipt.clone());
         self.write(move |t| {
@@ -225,6 +245,9 @@ impl SessionStore for EmbeddedSessionStore {
             record.updated_at = now;
             record.expires_at = now + ttl;
             let claim = (previous.is_none() && record.is_claimable(now)).then(|| record.take_claim(now, lease));
+            if progress && progress_due(&record, now) {
+                t.emit(&mut record, EventKind::Progress, now)?;
+            }
             t.save(&record, Some(old_due))?;
             Ok(RecordOutcome::Recorded {
                 received_chunks: record.received_chunks,
@@ -323,6 +346,11 @@ impl SessionStore for EmbeddedSessionStore {
                 UploadState::Uploading => record.expires_at = now + ttl,
                 _ => {}
             }
+            match record.state {
+                UploadState::Completed => t.emit(&mut record, EventKind::Completed, now)?,
+                UploadState::Failed => t.emit(&mut record, EventKind::Failed, now)?,
+                _ => {}
+            }
             t.save(&record, Some(old_due))?;
             Ok(true)
         })
@@ -419,6 +447,9 @@ impl SessionStore for EmbeddedSessionStore {
             record.updated_at = now;
             record.expires_at = now + ttl;
             let claim = record.is_claimable(now).then(|| record.take_claim(now, lease));
+            if progress.report_progress && progress_due(&record, now) {
+                t.emit(&mut record, EventKind::Progress, now)?;
+            }
             t.save(&record, Some(old_due))?;
             Ok(AppendEnd::Recorded { offset, length, claim })
         })
@@ -442,6 +473,7 @@ impl SessionStore for EmbeddedSessionStore {
             record.updated_at = now;
             record.expires_at = now + ttl;
             t.drop_parts(&id)?;
+            t.emit(&mut record, EventKind::Canceled, now)?;
             t.save(&record, Some(before.due_at()))?;
             Ok(CancelOutcome::Canceled(Box::new(before)))
         })
@@ -507,6 +539,7 @@ impl SessionStore for EmbeddedSessionStore {
                 record.claim = None;
                 record.updated_at = now;
                 t.drop_parts(&id)?;
+                t.emit(&mut record, EventKind::Expired, now)?;
                 t.save(&record, Some(old_due))?;
                 return Ok(Retired::Retired(Box::new(before)));
             }
@@ -529,6 +562,15 @@ impl SessionStore for EmbeddedSessionStore {
             Ok(Some(record))
         })
         .await
+    }
+
+    async fn outbox(&self, _: Timestamp, _: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError> {
+        // One process, one publisher: nothing to hold against another.
+        self.read_outbox(limit).await
+    }
+
+    async fn published(&self, batch: &PendingEvents, _: Timestamp) -> Result<(), SessionError> {
+        self.forget(batch).await
     }
 
     async fn ping(&self) -> Result<(), SessionError> {

@@ -24,6 +24,12 @@ async fn scratch() -> Scratch {
 
 crate::session_store_contract!(scratch());
 
+mod log {
+    use super::scratch;
+
+    crate::event_log_contract!(scratch());
+}
+
 #[tokio::test]
 async fn records_survive_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();

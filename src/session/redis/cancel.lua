@@ -1,5 +1,15 @@
--- Cancel an upload. KEYS: upload, parts. ARGV: now, ttl, margin.
+-- Cancel an upload. KEYS: upload, parts, outbox. ARGV: now, ttl, margin.
 -- Returns {'canceled', fields before the change...}, {'refused', state} or {'missing'}.
+
+-- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
+-- record as it is now.
+local function emit(kind, now)
+  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
+  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
+  local record = redis.call('HGETALL', KEYS[1])
+  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
+end
+
 local now = tonumber(ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'claim_until')
 if not f[1] or tonumber(f[2]) <= now then return {'missing'} end
@@ -10,6 +20,7 @@ local before = redis.call('HGETALL', KEYS[1])
 local expires = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'canceled', 'claim_fence', 0, 'claim_until', 0, 'updated', now, 'expires', expires)
 redis.call('DEL', KEYS[2])
+emit('upload.canceled', now)
 redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[3]))
 table.insert(before, 1, 'canceled')
 return before

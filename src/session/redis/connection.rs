@@ -154,14 +154,16 @@ impl Redis {
         decode(replies.next())
     }
 
-    /// Sends `pipe` and `beside` (each within a slot of its own) at once, so both cost one
-    /// round trip of latency; decodes the replies of `pipe` once both have succeeded.
+    /// Sends `pipe` and the pipelines `beside` it (each within a slot of its own) at once,
+    /// so all cost one round trip of latency; decodes the replies of `pipe` once all have
+    /// succeeded.
     pub(super) async fn query_beside<T: FromRedisValue>(
         &self,
         pipe: &Pipeline,
-        beside: &Pipeline,
+        beside: &[Pipeline],
     ) -> Result<T, SessionError> {
-        let requests = vec![Request::Pipe(pipe.clone()), Request::Pipe(beside.clone())];
+        let mut requests = vec![Request::Pipe(pipe.clone())];
+        requests.extend(beside.iter().cloned().map(Request::Pipe));
         let mut replies = self.send(requests).await?.into_iter();
         decode(replies.next())
     }
@@ -214,7 +216,11 @@ impl Inner {
     // (the claim taken by the lost call lapses after its lease, and the sweeper finishes
     // the upload); `finish` answers "fence not current"; `insert` answers "exists";
     // `cancel` answers "refused: canceled"; `remove` answers "missing"; `touch` sets the
-    // same expiry. Nothing is counted, claimed or removed twice. A timeout is not retried:
+    // same expiry. Nothing is counted, claimed or removed twice. The event stream's
+    // commands are at least once by design: an `XADD` may add an event twice (it keeps its
+    // id, by which receivers tell), the entries of a lost `XREADGROUP` reply wait as pending
+    // until their retry delay, and `XACK` / `XCLAIM` of one entry repeat harmlessly. The
+    // outbox scripts check the state they change too. A timeout is not retried:
     // a hung server may still be running the request, and the call is out of time anyway.
     async fn exchange(
         &self,

@@ -1,8 +1,19 @@
--- Record what an append stored and end its claim. KEYS: upload, parts.
+-- Record what an append stored and end its claim. KEYS: upload, parts, outbox.
 -- ARGV: fence, now, ttl, lease, margin, offset, cursor, length ('' when not declared),
--- then index/receipt pairs of the parts it finished.
+-- progress ('1': a progress event may be due), then index/receipt pairs of the parts it
+-- finished.
 -- Returns {'ok', offset, length or '', fence, claim_until} (fence 0: no completion claim)
 -- or {'lost'} when the writer's claim is not live.
+
+-- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
+-- record as it is now.
+local function emit(kind, now)
+  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
+  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
+  local record = redis.call('HGETALL', KEYS[1])
+  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
+end
+
 local now = tonumber(ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires', 'append', 'offset',
   'length', 'received')
@@ -12,7 +23,7 @@ local offset = math.max(tonumber(f[6]), tonumber(ARGV[6]))
 local length = f[7]
 if ARGV[8] ~= '' then length = ARGV[8] end
 local received = tonumber(f[8])
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   if redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then received = received + 1 end
 end
 local expires = now + tonumber(ARGV[3])
@@ -26,6 +37,10 @@ if length ~= '' and tonumber(length) == offset then
   redis.call('HSET', KEYS[1], 'state', 'completing', 'claim_fence', fence, 'claim_until', claim_until)
 end
 redis.call('HSET', KEYS[1], 'expires', expires)
+if ARGV[9] == '1' then
+  local last = redis.call('HGET', KEYS[1], 'progress_at')
+  if not last or now - tonumber(last) >= 1000 then emit('upload.progress', now) end
+end
 redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[5]))
 redis.call('PEXPIREAT', KEYS[2], expires + tonumber(ARGV[5]))
 return {'ok', offset, length, fence, claim_until}

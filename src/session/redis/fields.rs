@@ -63,6 +63,9 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         ("updated", ms(r.updated_at).to_string()),
         ("expires", ms(r.expires_at).to_string()),
     ];
+    if let Some(at) = r.progress_at {
+        fields.push(("progress_at", ms(at).to_string()));
+    }
     if let Some(etag) = &r.etag {
         fields.push(("etag", etag.clone()));
     }
@@ -120,6 +123,7 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
             _ => None,
         },
         part_chunks: meta.part_chunks,
+        progress_at: fields.get("progress_at").map(|_| time("progress_at")).transpose()?,
     })
 }
 

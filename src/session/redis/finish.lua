@@ -1,6 +1,16 @@
--- End a claim. KEYS: upload, parts. ARGV: fence, outcome (completed | failed | release |
+-- End a claim. KEYS: upload, parts, outbox. ARGV: fence, outcome (completed | failed | release |
 -- reopen), text (etag or error), now, ttl, margin, then the chunks to forget (reopen).
 -- Returns 1, or 0 unless that claim is live on an unexpired record.
+
+-- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
+-- record as it is now.
+local function emit(kind, now)
+  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
+  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
+  local record = redis.call('HGETALL', KEYS[1])
+  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
+end
+
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires')
 if f[1] ~= 'completing' or tonumber(f[2]) ~= tonumber(ARGV[1]) then return 0 end
@@ -11,9 +21,11 @@ local outcome = ARGV[2]
 if outcome == 'completed' then
   redis.call('HSET', KEYS[1], 'state', 'completed', 'etag', ARGV[3], 'expires', expires)
   redis.call('DEL', KEYS[2])
+  emit('upload.completed', now)
 elseif outcome == 'failed' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[3], 'expires', expires)
   redis.call('DEL', KEYS[2])
+  emit('upload.failed', now)
 elseif outcome == 'reopen' then
   redis.call('HSET', KEYS[1], 'state', 'uploading', 'expires', expires)
   for i = 7, #ARGV do

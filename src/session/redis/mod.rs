@@ -10,6 +10,8 @@
 
 mod connection;
 mod fields;
+mod log;
+mod outbox;
 
 use std::collections::HashMap;
 
@@ -21,7 +23,8 @@ use self::connection::Redis;
 use self::fields::{from_fields, ms, pairs, to_fields};
 use super::codec::{decode_receipt, encode};
 use super::{
-    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, RecordOutcome, Retired, SessionError, SessionStore,
+    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, RecordOutcome, Retired, SessionError,
+    SessionStore,
 };
 use crate::config::RedisSettings;
 use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
@@ -42,10 +45,13 @@ struct Scripts {
     reschedule: Script,
     begin_append: Script,
     end_append: Script,
+    take: Script,
+    settle: Script,
+    published: Script,
 }
 
 impl Scripts {
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.insert,
             &self.record,
@@ -59,6 +65,9 @@ impl Scripts {
             &self.reschedule,
             &self.begin_append,
             &self.end_append,
+            &self.take,
+            &self.settle,
+            &self.published,
         ]
     }
 }
@@ -77,6 +86,7 @@ pub struct RedisSessionStore {
     redis: Redis,
     prefix: String,
     scripts: Scripts,
+    groups: log::Groups,
 }
 
 impl RedisSessionStore {
@@ -104,9 +114,12 @@ impl RedisSessionStore {
             reschedule: Script::new(include_str!("reschedule.lua")),
             begin_append: Script::new(include_str!("begin_append.lua")),
             end_append: Script::new(include_str!("end_append.lua")),
+            take: Script::new(include_str!("take.lua")),
+            settle: Script::new(include_str!("settle.lua")),
+            published: Script::new(include_str!("published.lua")),
         };
         let redis = Redis::new(settings, round_trips)?;
-        Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts })
+        Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts, groups: log::Groups::default() })
     }
 
     fn upload_key(&self, id: &UploadId) -> String {
@@ -126,25 +139,29 @@ impl RedisSessionStore {
         self.redis.query(pipe).await
     }
 
-    /// Runs `script` on the upload's keys and moves the upload's entry in the due index
-    /// as `index` says, by a request sent beside it (the index lives in another cluster
-    /// slot), in the same round trip of latency. A Redis that lost its script cache (a
-    /// restart) costs one more trip to load it again.
+    /// Runs `script` on the upload's keys (its record, receipts and outbox) and moves the
+    /// upload's entry in the due index as `index` says, and in the outbox index when
+    /// `events` says the script may record an event at that time, by requests sent beside
+    /// it (the indexes live in other cluster slots), in the same round trip of latency. A
+    /// Redis that lost its script cache (a restart) costs one more trip to load it again.
     async fn run<T: FromRedisValue>(
         &self,
         script: &Script,
         id: &UploadId,
         args: &[String],
         index: Option<Index>,
+        events: Option<Timestamp>,
     ) -> Result<T, SessionError> {
         let mut invocation = script.key(self.upload_key(id));
         invocation.key(self.parts_key(id));
+        invocation.key(self.outbox_key(id));
         for arg in args {
             invocation.arg(arg);
         }
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
-        let index = index.map(|index| {
+        let mut beside = Vec::new();
+        if let Some(index) = index {
             let mut update = redis::pipe();
             match index {
                 Index::Add(at) => update.zadd(self.expiry_key(), id.to_string(), ms(at)).ignore(),
@@ -152,12 +169,15 @@ impl RedisSessionStore {
                     update.cmd("ZADD").arg(self.expiry_key()).arg("LT").arg(ms(at)).arg(id.to_string()).ignore()
                 }
             };
-            update
-        });
+            beside.push(update);
+        }
+        if let Some(at) = events {
+            beside.push(self.index_outbox(id, at));
+        }
         let call = || async {
-            match &index {
-                Some(index) => self.redis.query_beside::<(T,)>(&pipe, index).await,
-                None => self.redis.query::<(T,)>(&pipe).await,
+            match beside.is_empty() {
+                false => self.redis.query_beside::<(T,)>(&pipe, &beside).await,
+                true => self.redis.query::<(T,)>(&pipe).await,
             }
         };
         match call().await {
@@ -166,6 +186,18 @@ impl RedisSessionStore {
                 Ok(call().await?.0)
             }
             other => Ok(other?.0),
+        }
+    }
+
+    /// Sends `pipe` (script calls within one slot); a Redis that lost its script cache
+    /// costs one more trip to load it again.
+    async fn call_script<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, SessionError> {
+        match self.query(pipe).await {
+            Err(SessionError::Unavailable(e)) if is_noscript(e.as_ref()) => {
+                self.load_scripts().await?;
+                self.query(pipe).await
+            }
+            other => other,
         }
     }
 
@@ -183,6 +215,10 @@ fn is_noscript(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 fn millis(d: Duration) -> String {
     d.num_milliseconds().to_string()
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.into()
 }
 
 fn margin() -> String {
@@ -223,12 +259,14 @@ fn time(millis: i64) -> Result<Timestamp, SessionError> {
 impl SessionStore for RedisSessionStore {
     #[tracing::instrument(name = "redis.insert", skip_all, fields(upload_id = %record.id))]
     async fn insert(&self, record: &UploadRecord) -> Result<(), SessionError> {
-        let mut args = vec![(ms(record.expires_at) + SAFETY_MARGIN_MS).to_string()];
+        let mut args = vec![(ms(record.expires_at) + SAFETY_MARGIN_MS).to_string(), ms(record.created_at).to_string()];
         for (field, value) in to_fields(record)? {
             args.push(field.to_owned());
             args.push(value);
         }
-        let created: i64 = self.run(&self.scripts.insert, &record.id, &args, Some(Index::Add(record.due_at()))).await?;
+        let created: i64 = self
+            .run(&self.scripts.insert, &record.id, &args, Some(Index::Add(record.due_at())), Some(record.created_at))
+            .await?;
         if created == 1 {
             Ok(())
         } else {
@@ -285,6 +323,7 @@ impl SessionStore for RedisSessionStore {
         now: Timestamp,
         ttl: Duration,
         lease: Duration,
+        progress: bool,
     ) -> Result<RecordOutcome, SessionError> {
         let receipt_json = String::from_utf8(encode(receipt)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
         let args = [
@@ -295,10 +334,12 @@ impl SessionStore for RedisSessionStore {
             millis(ttl),
             millis(lease),
             margin(),
+            flag(progress),
         ];
         // Any chunk may be the one that fills the last gap and takes the claim.
         let index = Index::Lower(now + lease);
-        let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(index)).await?;
+        let events = progress.then_some(now);
+        let reply: Vec<String> = self.run(&self.scripts.record, id, &args, Some(index), events).await?;
         match tagged(&reply) {
             ("ok", rest) => {
                 let claim = claim_at(rest, 2)?;
@@ -321,7 +362,7 @@ impl SessionStore for RedisSessionStore {
     #[tracing::instrument(name = "redis.claim", skip_all, fields(upload_id = %id))]
     async fn claim(&self, id: &UploadId, now: Timestamp, lease: Duration) -> Result<Option<Claim>, SessionError> {
         let args = [ms(now).to_string(), millis(lease), margin()];
-        let reply: Vec<i64> = self.run(&self.scripts.claim, id, &args, Some(Index::Lower(now + lease))).await?;
+        let reply: Vec<i64> = self.run(&self.scripts.claim, id, &args, Some(Index::Lower(now + lease)), None).await?;
         match reply.as_slice() {
             [fence, until] => Ok(Some(Claim { fence: u64::try_from(*fence).unwrap_or(0), until: time(*until)? })),
             _ => Ok(None),
@@ -331,7 +372,7 @@ impl SessionStore for RedisSessionStore {
     #[tracing::instrument(name = "redis.renew", skip_all, fields(upload_id = %id, fence))]
     async fn renew(&self, id: &UploadId, fence: u64, now: Timestamp, lease: Duration) -> Result<bool, SessionError> {
         let args = [fence.to_string(), ms(now).to_string(), millis(lease), margin()];
-        let renewed: i64 = self.run(&self.scripts.renew, id, &args, Some(Index::Lower(now + lease))).await?;
+        let renewed: i64 = self.run(&self.scripts.renew, id, &args, Some(Index::Lower(now + lease)), None).await?;
         Ok(renewed == 1)
     }
 
@@ -353,13 +394,14 @@ impl SessionStore for RedisSessionStore {
         let mut args = vec![fence.to_string(), kind.into(), text.into(), ms(now).to_string(), millis(ttl), margin()];
         args.extend(chunks.iter().map(|c| c.0.to_string()));
         // Every outcome leaves the upload due no earlier than the claim's entry says.
-        let done: i64 = self.run(&self.scripts.finish, id, &args, None).await?;
+        let events = matches!(outcome, Finish::Completed { .. } | Finish::Failed { .. }).then_some(now);
+        let done: i64 = self.run(&self.scripts.finish, id, &args, None, events).await?;
         Ok(done == 1)
     }
 
     async fn touch(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<Option<UploadRecord>, SessionError> {
         let args = [ms(now).to_string(), millis(ttl), margin()];
-        let reply: Vec<String> = self.run(&self.scripts.touch, id, &args, None).await?;
+        let reply: Vec<String> = self.run(&self.scripts.touch, id, &args, None, None).await?;
         if reply.is_empty() {
             return Ok(None);
         }
@@ -376,7 +418,7 @@ impl SessionStore for RedisSessionStore {
         lease: Duration,
     ) -> Result<AppendStart, SessionError> {
         let args = [offset.to_string(), ms(now).to_string(), millis(ttl), millis(lease), margin()];
-        let reply: Vec<String> = self.run(&self.scripts.begin_append, id, &args, None).await?;
+        let reply: Vec<String> = self.run(&self.scripts.begin_append, id, &args, None, None).await?;
         match tagged(&reply) {
             ("granted", rest) => {
                 let claim = Claim { fence: number(rest.first())?, until: time(number(rest.get(1))?)? };
@@ -409,6 +451,7 @@ impl SessionStore for RedisSessionStore {
             progress.offset.to_string(),
             progress.cursor.clone(),
             progress.length.map(|l| l.to_string()).unwrap_or_default(),
+            flag(progress.report_progress),
         ];
         for (index, receipt) in &progress.parts {
             args.push(index.0.to_string());
@@ -416,7 +459,8 @@ impl SessionStore for RedisSessionStore {
         }
         // This append may store the last byte and take the completion claim.
         let index = Index::Lower(now + lease);
-        let reply: Vec<String> = self.run(&self.scripts.end_append, id, &args, Some(index)).await?;
+        let events = progress.report_progress.then_some(now);
+        let reply: Vec<String> = self.run(&self.scripts.end_append, id, &args, Some(index), events).await?;
         match tagged(&reply) {
             ("ok", rest) => {
                 let claim = claim_at(rest, 2)?;
@@ -433,7 +477,7 @@ impl SessionStore for RedisSessionStore {
     #[tracing::instrument(name = "redis.cancel", skip_all, fields(upload_id = %id))]
     async fn cancel(&self, id: &UploadId, now: Timestamp, ttl: Duration) -> Result<CancelOutcome, SessionError> {
         let args = [ms(now).to_string(), millis(ttl), margin()];
-        let reply: Vec<String> = self.run(&self.scripts.cancel, id, &args, None).await?;
+        let reply: Vec<String> = self.run(&self.scripts.cancel, id, &args, None, Some(now)).await?;
         match tagged(&reply) {
             ("canceled", before) => Ok(CancelOutcome::Canceled(Box::new(from_fields(&pairs(before))?))),
             ("refused", rest) => Ok(CancelOutcome::Refused(state_of(rest)?)),
@@ -476,7 +520,7 @@ impl SessionStore for RedisSessionStore {
 
     #[tracing::instrument(name = "redis.retire", skip_all, fields(upload_id = %id))]
     async fn retire(&self, id: &UploadId, now: Timestamp) -> Result<Retired, SessionError> {
-        let reply: Vec<String> = self.run(&self.scripts.retire, id, &[ms(now).to_string()], None).await?;
+        let reply: Vec<String> = self.run(&self.scripts.retire, id, &[ms(now).to_string()], None, Some(now)).await?;
         match tagged(&reply) {
             ("retired", before) => Ok(Retired::Retired(Box::new(from_fields(&pairs(before))?))),
             ("due", rest) => Ok(Retired::NotDue(time(number(rest.first())?)?)),
@@ -487,7 +531,7 @@ impl SessionStore for RedisSessionStore {
 
     #[tracing::instrument(name = "redis.remove_expired", skip_all, fields(upload_id = %id))]
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
-        let reply: Vec<String> = self.run(&self.scripts.remove, id, &[ms(now).to_string()], None).await?;
+        let reply: Vec<String> = self.run(&self.scripts.remove, id, &[ms(now).to_string()], None, None).await?;
         let (tag, before) = tagged(&reply);
         if tag == "kept" {
             return Ok(None);
@@ -500,6 +544,14 @@ impl SessionStore for RedisSessionStore {
             "removed" => from_fields(&pairs(before)).map(Some),
             _ => Ok(None),
         }
+    }
+
+    async fn outbox(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError> {
+        self.read_outbox(now, lease, limit).await
+    }
+
+    async fn published(&self, batch: &PendingEvents, now: Timestamp) -> Result<(), SessionError> {
+        self.forget(batch, now).await
     }
 
     async fn ping(&self) -> Result<(), SessionError> {

@@ -1,6 +1,17 @@
--- Record one stored chunk. KEYS: upload, parts. ARGV: index, receipt, size, now, ttl,
--- lease, margin. Returns {'ok', received, bytes, fence, claim_until, replaced receipt or
--- ''} (fence 0: no claim), {'refused', state} or {'missing'}.
+-- Record one stored chunk. KEYS: upload, parts, outbox. ARGV: index, receipt, size, now,
+-- ttl, lease, margin, progress ('1': a progress event may be due). Returns {'ok',
+-- received, bytes, fence, claim_until, replaced receipt or ''} (fence 0: no claim),
+-- {'refused', state} or {'missing'}.
+
+-- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
+-- record as it is now.
+local function emit(kind, now)
+  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
+  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
+  local record = redis.call('HGETALL', KEYS[1])
+  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
+end
+
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'total')
 if not f[1] or tonumber(f[2]) <= now then return {'missing'} end
@@ -24,6 +35,10 @@ if not previous and received == tonumber(f[3]) then
   redis.call('HSET', KEYS[1], 'state', 'completing', 'claim_fence', fence, 'claim_until', claim_until)
 end
 redis.call('HSET', KEYS[1], 'updated', now, 'expires', expires)
+if ARGV[8] == '1' then
+  local last = redis.call('HGET', KEYS[1], 'progress_at')
+  if not last or now - tonumber(last) >= 1000 then emit('upload.progress', now) end
+end
 redis.call('PEXPIREAT', KEYS[1], expires + tonumber(ARGV[7]))
 redis.call('PEXPIREAT', KEYS[2], expires + tonumber(ARGV[7]))
 return {'ok', received, bytes, fence, claim_until, previous or ''}

@@ -1,8 +1,19 @@
--- The sweeper's first step for an upload it found due. KEYS: upload, parts. ARGV: now.
+-- The sweeper's first step for an upload it found due. KEYS: upload, parts, outbox.
+-- ARGV: now.
 -- Returns {'retired', fields...} (a final, expired record; an expired `uploading` one has
 -- just become `expired` under a new fence, its receipts dropped: the fields are those
 -- before the change, for cleaning), {'due', at} (look again then), {'unfinished'} (left
 -- `completing` by a claimer that is gone) or {'missing'}.
+
+-- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
+-- record as it is now.
+local function emit(kind, now)
+  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
+  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
+  local record = redis.call('HGETALL', KEYS[1])
+  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
+end
+
 local now = tonumber(ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'claim_until')
 if not f[1] then return {'missing'} end
@@ -15,6 +26,7 @@ if state == 'uploading' then
   redis.call('HINCRBY', KEYS[1], 'fence', 1)
   redis.call('HSET', KEYS[1], 'state', 'expired', 'claim_fence', 0, 'claim_until', 0, 'updated', now)
   redis.call('DEL', KEYS[2])
+  emit('upload.expired', now)
 end
 table.insert(before, 1, 'retired')
 return before
