@@ -14,5 +14,5 @@ pub use chunk_plan::{ChunkIndex, ChunkPlan, ChunkPlanError, ChunkPolicy};
 pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{DeclaredDigest, DigestAlgorithm, DigestHasher};
 pub use object_key::ObjectKey;
-pub use record::{AppendState, Claim, Metadata, PartReceipt, UploadRecord, UploadState};
+pub use record::{AppendState, Claim, Concat, Metadata, PartReceipt, UploadRecord, UploadState};
 pub use upload_id::UploadId;

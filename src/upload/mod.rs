@@ -251,6 +251,7 @@ impl UploadService {
             updated_at: now,
             expires_at: now + self.policy.ttl,
             append: None,
+            concat: None,
         }
     }
 

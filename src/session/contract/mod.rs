@@ -16,9 +16,11 @@ use crate::domain::{
 };
 
 mod append;
+mod concat;
 mod sweep;
 
 pub use append::*;
+pub use concat::*;
 pub use sweep::*;
 
 /// A small plan: 4 chunks of 10 bytes and a last one of 5.
@@ -63,6 +65,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         updated_at: now,
         expires_at: now + ttl(),
         append: None,
+        concat: None,
     }
 }
 
@@ -308,6 +311,8 @@ macro_rules! session_store_contract {
             the_last_append_claims_the_completion,
             a_lapsed_writer_is_taken_over_and_a_cancel_ends_an_append,
             a_chunked_upload_takes_no_appends,
+            concatenation_roles_read_back_as_written,
+            an_upload_inserted_under_a_claim_is_held_by_it,
             a_ping_answers,
         );
     };

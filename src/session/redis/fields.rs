@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
 use crate::domain::{
-    AppendState, ChunkPlan, Claim, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    AppendState, ChunkPlan, Claim, Concat, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
 };
 
 /// The fields of a record fixed at creation.
@@ -24,6 +24,9 @@ pub(crate) struct Meta {
     plan: ChunkPlan,
     storage_upload_id: Option<String>,
     created_at: Timestamp,
+    /// Absent from records written before concatenation existed, and from the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concat: Option<Concat>,
 }
 
 pub(super) fn ms(t: Timestamp) -> i64 {
@@ -41,6 +44,7 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         plan: r.plan,
         storage_upload_id: r.storage_upload_id.clone(),
         created_at: r.created_at,
+        concat: r.concat.clone(),
     };
     let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
     let mut fields = vec![
@@ -111,6 +115,7 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
             }),
             _ => None,
         },
+        concat: meta.concat,
     })
 }
 
