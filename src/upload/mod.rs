@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkPlan, ChunkPolicy, Clock, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    ChunkPlan, ChunkPolicy, Clock, Md5Digest, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
 };
 use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
@@ -109,17 +109,21 @@ impl UploadService {
     }
 
     /// Prepares storage for a new record and stores it: an empty file is stored at once
-    /// and the upload is `completed`.
+    /// and the upload is `completed` (an empty partial upload has no bytes to keep).
     async fn open(&self, mut record: UploadRecord) -> Result<UploadRecord, UploadError> {
-        let id = record.id;
         let attributes = ObjectAttributes::from(&record);
         if record.size() == Some(0) {
-            let empty = Box::pin(futures_util::stream::empty());
-            let object = self.storage.put_object(&record.key, empty, 0, &attributes).await?;
+            let etag = if record.is_partial() {
+                Md5Digest::of(b"").hex()
+            } else {
+                let empty = Box::pin(futures_util::stream::empty());
+                self.storage.put_object(&record.key, empty, 0, &attributes).await?.etag
+            };
             record.state = UploadState::Completed;
-            record.etag = Some(object.etag);
+            record.etag = Some(etag);
         } else {
-            record.storage_upload_id = self.storage.create_multipart(&id, &record.key, &attributes).await?;
+            record.storage_upload_id =
+                self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
         }
         if let Err(err) = self.sessions.insert(&record).await {
             self.discard(&record, true).await;

@@ -256,6 +256,7 @@ async fn a_cancel_through_another_instance_leaves_no_parts() {
         key: serde_json::from_value(json!(up.key)).unwrap(),
         storage_upload_id: Some(cluster.multipart_id(&up)),
         append: false,
+        partial: false,
     };
     let store = cluster.store().await;
     assert!(store.has_staged_parts(&staged).await);

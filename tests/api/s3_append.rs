@@ -50,9 +50,9 @@ mod moto {
 
 async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let id = UploadId::new();
-    let key = ObjectKey::new(&id, "append.bin");
-    let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
-    StagedUpload { id, key, storage_upload_id, append: true }
+    let mut up = StagedUpload { append: true, ..StagedUpload::new(id, ObjectKey::new(&id, "append.bin")) };
+    up.storage_upload_id = store.create_multipart(&up, &ObjectAttributes::default()).await.unwrap();
+    up
 }
 
 /// The staging objects of an upload, with their sizes.

@@ -3,7 +3,8 @@
 //! ```text
 //! <root>/<upload id>/<name>               finished objects (the upload's key)
 //! <root>/.ferry/staging/<upload id>/     stored chunks of unfinished uploads, a file per send,
-//!                                         or one `append.data` for an append upload
+//!                                         or one `append.data` for an append upload (kept
+//!                                         there once finished for a tus partial upload)
 //! <root>/.ferry/tmp/                      files being written; swept at start-up
 //! ```
 //!
@@ -11,6 +12,8 @@
 //! and the folder is flushed after the rename: a reader never sees a torn chunk or a half
 //! object, a failed write leaves nothing, and what was acknowledged survives a power cut.
 //! A chunk sent again replaces the earlier send's file once its receipt is replaced.
+
+mod concat;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,8 +24,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{
-    multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError,
-    StoredObject,
+    multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, Partial, StagedUpload,
+    StorageError, StoredObject,
 };
 use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, UploadId};
 
@@ -96,17 +99,7 @@ impl FsObjectStore {
         if held < size {
             return Err(StorageError::Refused(format!("the upload's file holds {held} bytes, not {size}")));
         }
-        let hashed = source.clone();
-        let md5 = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new().write(true).open(&hashed)?;
-            // Bytes past the length were never recorded: a cut append's leftovers.
-            file.set_len(size)?;
-            file.sync_all()?;
-            md5_of_file(&hashed)
-        })
-        .await
-        .map_err(StorageError::unavailable)?
-        .map_err(StorageError::unavailable)?;
+        let md5 = seal(&source, size).await?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
         }
@@ -150,8 +143,7 @@ impl FsObjectStore {
 impl ObjectStore for FsObjectStore {
     async fn create_multipart(
         &self,
-        _id: &UploadId,
-        _key: &ObjectKey,
+        _upload: &StagedUpload,
         _attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError> {
         // The staging folder appears with the first chunk: nothing to prepare. A file has
@@ -251,6 +243,9 @@ impl ObjectStore for FsObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
+        if upload.partial {
+            return self.complete_partial(upload, size).await;
+        }
         if upload.append {
             return self.complete_append(upload, size).await;
         }
@@ -287,6 +282,16 @@ impl ObjectStore for FsObjectStore {
         temp.persist(&path).await?;
         self.abort(upload).await?;
         Ok(StoredObject { etag, size })
+    }
+
+    #[tracing::instrument(name = "fs.concatenate", skip_all, fields(upload_id = %upload.id, partials = partials.len()))]
+    async fn concatenate(
+        &self,
+        upload: &StagedUpload,
+        partials: &[Partial],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        self.concatenate_partials(upload, partials, size).await
     }
 
     #[tracing::instrument(name = "fs.abort", skip_all, fields(upload_id = %upload.id))]
@@ -344,8 +349,9 @@ async fn is_file_of_size(path: &Path, size: u64) -> bool {
     tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file() && m.len() == size)
 }
 
-/// Appends every source file to `out` (the kernel copies: no bytes pass through user
-/// space on Linux), flushes it to disk, and returns its length.
+/// Appends every source file to `out`, flushes it to disk, and returns its length. On
+/// Linux the kernel copies (`copy_file_range`): no byte passes through user space, and a
+/// file system that shares extents (XFS, Btrfs) may clone them instead of copying.
 fn concatenate(sources: &[PathBuf], mut out: std::fs::File) -> io::Result<u64> {
     let mut written = 0;
     for source in sources {
@@ -365,6 +371,21 @@ async fn rename_durably(from: &Path, dest: &Path) -> Result<(), StorageError> {
         folder.sync_all().await.map_err(StorageError::unavailable)?;
     }
     Ok(())
+}
+
+/// Cuts an append upload's file to `size` bytes (bytes past it were never recorded: a cut
+/// append's leftovers), flushes it to disk and answers its MD5.
+async fn seal(path: &Path, size: u64) -> Result<Md5Digest, StorageError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(size)?;
+        file.sync_all()?;
+        md5_of_file(&path)
+    })
+    .await
+    .map_err(StorageError::unavailable)?
+    .map_err(StorageError::unavailable)
 }
 
 /// The MD5 of a whole file, read once.
@@ -451,7 +472,7 @@ mod tests {
         use crate::storage::contract::{body, bytes};
         let store = scratch().await;
         let id = UploadId::new();
-        let up = StagedUpload { id, key: ObjectKey::new(&id, "a.bin"), storage_upload_id: None, append: true };
+        let up = StagedUpload { append: true, ..StagedUpload::new(id, ObjectKey::new(&id, "a.bin")) };
         let data = bytes(50, 1000);
         let at = AppendAt { offset: 0, cursor: String::new(), parts: 0, length: Some(1000), len: None };
         let stored = store.append(&up, &at, body(&data[..600]), 1000).await.unwrap();
