@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::{check_metadata, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
+    AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
     UploadState,
 };
 use crate::session::{AppendEnd, AppendProgress, AppendStart};
@@ -28,6 +28,9 @@ pub struct NewAppendUpload {
     pub content_type: Option<String>,
     /// Its metadata.
     pub metadata: Metadata,
+    /// Whether it is a tus partial upload: once finished, its bytes wait (out of sight)
+    /// for final uploads to be made of them.
+    pub partial: bool,
 }
 
 /// One append request.
@@ -74,6 +77,7 @@ impl UploadService {
         let mut record =
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
         record.append = Some(AppendState { length: new.length, offset: 0, cursor: String::new() });
+        record.concat = new.partial.then_some(Concat::Partial);
         self.open(record).await
     }
 
@@ -85,6 +89,9 @@ impl UploadService {
     #[tracing::instrument(name = "Append to an upload", skip_all, fields(upload_id = %id, offset = request.offset))]
     pub async fn append(&self, id: &UploadId, request: AppendRequest<'_>) -> Result<Appended, UploadError> {
         let record = self.live(id).await?;
+        if record.partials().is_some() {
+            return Err(UploadError::FinalUploadImmutable);
+        }
         let append = record.append.as_ref().ok_or(UploadError::NotAnAppendUpload)?;
         if record.state != UploadState::Uploading {
             return Err(UploadError::WrongState(record.state));
@@ -207,7 +214,7 @@ impl UploadService {
 
     /// Checks a declared total length: within `uploads.max_file_size`, and not below the
     /// bytes already stored.
-    fn check_length(&self, length: u64, stored: u64) -> Result<(), UploadError> {
+    pub(super) fn check_length(&self, length: u64, stored: u64) -> Result<(), UploadError> {
         if length > self.policy.chunks.max_file_size {
             return Err(UploadError::FileTooLarge { max: self.policy.chunks.max_file_size });
         }

@@ -6,6 +6,7 @@
 mod append;
 mod chunk;
 mod complete;
+mod concat;
 mod error;
 mod form;
 mod sweep;
@@ -23,6 +24,7 @@ use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
 pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
+pub use concat::{NewFinalUpload, MAX_PARTIALS};
 pub use error::UploadError;
 pub use form::FormFile;
 

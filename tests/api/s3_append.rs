@@ -151,6 +151,7 @@ async fn an_upload_appended_through_the_service_on_s3_is_byte_identical(server: 
         length: Some(length),
         content_type: None,
         metadata: Default::default(),
+        partial: false,
     };
     let record = service.init_append(new).await.unwrap();
     let id = record.id;

@@ -57,6 +57,7 @@ pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -
             length,
             content_type: meta.content_type,
             metadata: meta.metadata,
+            partial: false,
         })
         .await?;
     tracing::Span::current().record("upload_id", tracing::field::display(record.id));
