@@ -151,7 +151,12 @@ mod tests {
         let md5 = Md5Digest::of(b"abc");
         assert_eq!(Md5Digest::from_hex(&md5.hex()), Some(md5));
         assert_eq!(Md5Digest::from_hex(&md5.hex().to_uppercase()), Some(md5));
-        for bad in ["", "d41d8cd98f00b204e9800998ecf8427", "+41d8cd98f00b204e9800998ecf8427e", "zz1d8cd98f00b204e9800998ecf8427e"] {
+        for bad in [
+            "",
+            "d41d8cd98f00b204e9800998ecf8427",
+            "+41d8cd98f00b204e9800998ecf8427e",
+            "zz1d8cd98f00b204e9800998ecf8427e",
+        ] {
             assert_eq!(Md5Digest::from_hex(bad), None, "{bad}");
         }
     }

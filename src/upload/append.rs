@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 
 use super::{check_metadata, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
-    UploadState,
+    AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
+    UploadRecord, UploadState,
 };
 use crate::session::{AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};

@@ -124,8 +124,7 @@ impl UploadService {
             record.state = UploadState::Completed;
             record.etag = Some(etag);
         } else {
-            record.storage_upload_id =
-                self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
+            record.storage_upload_id = self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
         }
         if let Err(err) = self.sessions.insert(&record).await {
             self.discard(&record, true).await;

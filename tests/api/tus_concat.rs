@@ -102,16 +102,26 @@ pub async fn partials_then_a_final_make_the_partials_bytes_in_order(spawn: Spawn
     assert_eq!(head.status(), StatusCode::OK);
     assert_tus(&head);
     assert_eq!(header(head.headers(), "upload-concat"), Some("partial"));
-    assert_eq!((number(head.headers(), "upload-offset"), number(head.headers(), "upload-length")), (6 * MIB as u64 + 5, 6 * MIB as u64 + 5));
+    assert_eq!(
+        (number(head.headers(), "upload-offset"), number(head.headers(), "upload-length")),
+        (6 * MIB as u64 + 5, 6 * MIB as u64 + 5)
+    );
     let native = tus.native(&urls[0]).await;
     assert_eq!((native["state"].as_str(), native["concat"].as_str()), (Some("completed"), Some("partial")));
-    assert_eq!(app.read_object(native["key"].as_str().unwrap()).await, None, "a partial is no object among the uploads");
+    assert_eq!(
+        app.read_object(native["key"].as_str().unwrap()).await,
+        None,
+        "a partial is no object among the uploads"
+    );
     assert_eq!(kept_bytes(&app, &urls[0]).await, Some(data[0].clone()), "its bytes are kept aside");
 
     // Out of creation order, one partial twice; absolute URLs and paths, as clients send them.
     let order = [0, 2, 1, 3, 4, 2];
-    let named: Vec<&str> =
-        order.iter().enumerate().map(|(i, &p)| if i % 2 == 0 { urls[p].as_str() } else { tus.path(&urls[p]) }).collect();
+    let named: Vec<&str> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| if i % 2 == 0 { urls[p].as_str() } else { tus.path(&urls[p]) })
+        .collect();
     let url = make_final(&tus, &named).await;
     let expected: Vec<u8> = order.iter().flat_map(|&p| data[p].iter().copied()).collect();
     let head = tus.head(&url).await;
@@ -119,9 +129,15 @@ pub async fn partials_then_a_final_make_the_partials_bytes_in_order(spawn: Spawn
     let h = head.headers();
     let absolute: Vec<&str> = order.iter().map(|&p| urls[p].as_str()).collect();
     assert_eq!(header(h, "upload-concat"), Some(format!("final;{}", absolute.join(" ")).as_str()));
-    assert_eq!((number(h, "upload-offset"), number(h, "upload-length")), (expected.len() as u64, expected.len() as u64));
+    assert_eq!(
+        (number(h, "upload-offset"), number(h, "upload-length")),
+        (expected.len() as u64, expected.len() as u64)
+    );
     assert!(h.get("upload-expires").is_none(), "a finished upload does not expire as an unfinished one");
-    assert_eq!(header(h, "upload-metadata"), Some(format!("filename {},filetype {}", b64("joined.bin"), b64("video/mp4")).as_str()));
+    assert_eq!(
+        header(h, "upload-metadata"),
+        Some(format!("filename {},filetype {}", b64("joined.bin"), b64("video/mp4")).as_str())
+    );
     assert_eq!(tus.object(&url).await, expected, "the partials' bytes, in the final's order");
     assert_eq!(kept_bytes(&app, &urls[2]).await, Some(data[2].clone()), "the partials stay for another final");
 }
@@ -228,7 +244,10 @@ pub async fn a_final_takes_no_patch_and_is_an_upload_like_the_others(spawn: Spaw
     let status = tus.native(&joined).await;
     assert_eq!(status["state"], "completed");
     assert_eq!(status["concat"], "final");
-    assert_eq!((status["size"].as_u64(), status["offset"].as_u64(), status["length"].as_u64()), (Some(5000), Some(5000), Some(5000)));
+    assert_eq!(
+        (status["size"].as_u64(), status["offset"].as_u64(), status["length"].as_u64()),
+        (Some(5000), Some(5000), Some(5000))
+    );
     assert!(status["etag"].as_str().is_some_and(|e| !e.is_empty()), "{status}");
     assert_eq!((status["filename"].as_str(), status["content_type"].as_str()), (Some("joined.bin"), Some("video/mp4")));
     let up = Tus::credentials(&joined);
@@ -386,7 +405,12 @@ mod cloud {
         let a = partial(&tus, &data[0]).await;
         let b = partial(&tus, &data[1]).await;
 
-        proxy.add_rule(Rule { ops: vec![Op::UploadPart], fault: Fault::InternalError, probability: 1.0, budget: 10_000 });
+        proxy.add_rule(Rule {
+            ops: vec![Op::UploadPart],
+            fault: Fault::InternalError,
+            probability: 1.0,
+            budget: 10_000,
+        });
         let joined = make_final(&tus, &[&a, &b]).await;
         let head = tus.head(&joined).await;
         assert_eq!(head.status(), StatusCode::OK);

@@ -6,14 +6,19 @@
 
 use std::io;
 
-use super::{concatenate, seal, FsObjectStore};
+use super::durable::{concatenate, seal};
+use super::FsObjectStore;
 use crate::domain::Md5Digest;
 use crate::storage::{multipart_etag, Partial, StagedUpload, StorageError, StoredObject};
 
 impl FsObjectStore {
     /// Finishes a partial upload where its bytes are: its file is cut to `size`, flushed
     /// and hashed (the MD5 is its tag), and stays in the staging folder.
-    pub(super) async fn complete_partial(&self, upload: &StagedUpload, size: u64) -> Result<StoredObject, StorageError> {
+    pub(super) async fn complete_partial(
+        &self,
+        upload: &StagedUpload,
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
         let source = self.append_path(&upload.id);
         let held = match tokio::fs::metadata(&source).await {
             Ok(meta) => meta.len(),
@@ -53,10 +58,16 @@ impl FsObjectStore {
                 Ok(meta) => {
                     let held = meta.len();
                     let id = partial.upload.id;
-                    return Err(StorageError::Refused(format!("partial upload {id} holds {held} bytes, not {}", partial.size)));
+                    return Err(StorageError::Refused(format!(
+                        "partial upload {id} holds {held} bytes, not {}",
+                        partial.size
+                    )));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StorageError::Refused(format!("the bytes of partial upload {} are gone", partial.upload.id)))
+                    return Err(StorageError::Refused(format!(
+                        "the bytes of partial upload {} are gone",
+                        partial.upload.id
+                    )))
                 }
                 Err(e) => return Err(StorageError::unavailable(e)),
             }

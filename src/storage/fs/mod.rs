@@ -14,6 +14,7 @@
 //! A chunk sent again replaces the earlier send's file once its receipt is replaced.
 
 mod concat;
+mod durable;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use self::durable::{concatenate, is_file_of_size, md5_of_file, rename_durably, seal, TempFile};
 use super::{
     multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, Partial, StagedUpload,
     StorageError, StoredObject,
@@ -342,91 +344,6 @@ impl ObjectStore for FsObjectStore {
             }
         }
         Ok(())
-    }
-}
-
-async fn is_file_of_size(path: &Path, size: u64) -> bool {
-    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file() && m.len() == size)
-}
-
-/// Appends every source file to `out`, flushes it to disk, and returns its length. On
-/// Linux the kernel copies (`copy_file_range`): no byte passes through user space, and a
-/// file system that shares extents (XFS, Btrfs) may clone them instead of copying.
-fn concatenate(sources: &[PathBuf], mut out: std::fs::File) -> io::Result<u64> {
-    let mut written = 0;
-    for source in sources {
-        let mut part = std::fs::File::open(source)?;
-        written += io::copy(&mut part, &mut out)?;
-    }
-    out.sync_all()?;
-    Ok(written)
-}
-
-/// Renames `from` to `dest` (atomically replacing what is there), then flushes the folder
-/// so the rename itself survives a crash.
-async fn rename_durably(from: &Path, dest: &Path) -> Result<(), StorageError> {
-    tokio::fs::rename(from, dest).await.map_err(StorageError::unavailable)?;
-    if let Some(folder) = dest.parent() {
-        let folder = tokio::fs::File::open(folder).await.map_err(StorageError::unavailable)?;
-        folder.sync_all().await.map_err(StorageError::unavailable)?;
-    }
-    Ok(())
-}
-
-/// Cuts an append upload's file to `size` bytes (bytes past it were never recorded: a cut
-/// append's leftovers), flushes it to disk and answers its MD5.
-async fn seal(path: &Path, size: u64) -> Result<Md5Digest, StorageError> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(size)?;
-        file.sync_all()?;
-        md5_of_file(&path)
-    })
-    .await
-    .map_err(StorageError::unavailable)?
-    .map_err(StorageError::unavailable)
-}
-
-/// The MD5 of a whole file, read once.
-fn md5_of_file(path: &Path) -> io::Result<Md5Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Md5Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = io::Read::read(&mut file, &mut buffer)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
-/// A file being written; removed when dropped unless persisted into its place.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, persisted: false }
-    }
-
-    /// Renames the file to `dest` (atomically replacing what is there), then flushes the
-    /// folder so the rename itself survives a crash.
-    async fn persist(mut self, dest: &Path) -> Result<(), StorageError> {
-        rename_durably(&self.path, dest).await?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 

@@ -135,7 +135,10 @@ impl S3ObjectStore {
         let (multipart, key) = (multipart_id(upload)?, self.target_key(upload));
         let sizes: Vec<u64> = partials.iter().map(|p| p.size).collect();
         if sizes.iter().sum::<u64>() != size {
-            return Err(StorageError::Refused(format!("the partials hold {} bytes, not {size}", sizes.iter().sum::<u64>())));
+            return Err(StorageError::Refused(format!(
+                "the partials hold {} bytes, not {size}",
+                sizes.iter().sum::<u64>()
+            )));
         }
         let sources: Vec<String> = partials.iter().map(|p| self.kept_object(&p.upload)).collect();
         let planned = plan(&sizes, MIN_PART_SIZE, MAX_PART_SIZE);
@@ -187,7 +190,8 @@ impl S3ObjectStore {
             Planned::Copy(range) => {
                 let source = format!("{}/{}", self.bucket, sources[range.source]);
                 let request = self.client.upload_part_copy().bucket(&self.bucket).key(key).upload_id(multipart);
-                let request = request.part_number(number).copy_source(utf8_percent_encode(&source, COPY_SOURCE).to_string());
+                let request =
+                    request.part_number(number).copy_source(utf8_percent_encode(&source, COPY_SOURCE).to_string());
                 // A copy of up to 5 GiB may take minutes, as a completion may.
                 let longer = ConfigBuilder::default().timeout_config(call_timeouts(COMPLETE_TIMEOUT, COMPLETE_TIMEOUT));
                 let request = request.copy_source_range(range.header()).customize().config_override(longer);
@@ -252,7 +256,10 @@ impl S3ObjectStore {
 
 /// The pieces of an object's body as they arrive.
 fn pieces(body: SdkStream) -> impl futures_util::Stream<Item = Result<bytes::Bytes, io::Error>> {
-    stream::unfold(body, |mut body| async move { body.next().await.map(|piece| (piece.map_err(io::Error::other), body)) })
+    stream::unfold(
+        body,
+        |mut body| async move { body.next().await.map(|piece| (piece.map_err(io::Error::other), body)) },
+    )
 }
 
 #[cfg(test)]
