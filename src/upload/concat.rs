@@ -60,6 +60,7 @@ impl UploadService {
         let now = self.clock.now();
         let mut record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, now);
         record.append = Some(AppendState { length: Some(length), offset: length, cursor: String::new() });
+        record.bytes_received = length;
         record.concat = Some(Concat::Final { partials: new.partials });
         if length == 0 {
             // Partials of no bytes make an empty object, stored at once.

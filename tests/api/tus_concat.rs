@@ -249,6 +249,7 @@ pub async fn a_final_takes_no_patch_and_is_an_upload_like_the_others(spawn: Spaw
         (Some(5000), Some(5000), Some(5000))
     );
     assert!(status["etag"].as_str().is_some_and(|e| !e.is_empty()), "{status}");
+    assert_eq!(status["bytes_received"], 5000, "as for any tus upload, bytes_received is the offset");
     assert_eq!((status["filename"].as_str(), status["content_type"].as_str()), (Some("joined.bin"), Some("video/mp4")));
     let up = Tus::credentials(&joined);
     assert_problem(app.put_chunk(&up, 0, b"abc").await, StatusCode::CONFLICT, "not-a-chunked-upload").await;

@@ -6,7 +6,7 @@
 
 use std::io;
 
-use super::durable::{concatenate, seal};
+use super::durable::seal;
 use super::FsObjectStore;
 use crate::domain::Md5Digest;
 use crate::storage::{multipart_etag, Partial, StagedUpload, StorageError, StoredObject};
@@ -72,19 +72,7 @@ impl FsObjectStore {
                 Err(e) => return Err(StorageError::unavailable(e)),
             }
         }
-        let (temp, file) = self.create_temp().await?;
-        let file = file.into_std().await;
-        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
-            .await
-            .map_err(StorageError::unavailable)?
-            .map_err(StorageError::unavailable)?;
-        if written != size {
-            return Err(StorageError::Refused(format!("the concatenated object has {written} bytes, not {size}")));
-        }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
-        }
-        temp.persist(&path).await?;
+        self.join_into(sources, &path, size).await?;
         Ok(StoredObject { etag, size })
     }
 }

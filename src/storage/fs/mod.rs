@@ -110,6 +110,24 @@ impl FsObjectStore {
         Ok(StoredObject { etag: md5.hex(), size })
     }
 
+    /// Joins the files `sources` (the kernel copies) into a temporary file, checks that it
+    /// holds `size` bytes, and renames it to `path`: the object appears whole or not at all.
+    async fn join_into(&self, sources: Vec<PathBuf>, path: &Path, size: u64) -> Result<(), StorageError> {
+        let (temp, file) = self.create_temp().await?;
+        let file = file.into_std().await;
+        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
+            .await
+            .map_err(StorageError::unavailable)?
+            .map_err(StorageError::unavailable)?;
+        if written != size {
+            return Err(StorageError::Refused(format!("the joined object has {written} bytes, not {size}")));
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
+        }
+        temp.persist(path).await
+    }
+
     /// A new temporary file, remaking the temporary folder if someone removed it.
     async fn create_temp(&self) -> Result<(TempFile, tokio::fs::File), StorageError> {
         let temp = TempFile::new(self.tmp_dir().join(format!("{}.tmp", uuid::Uuid::new_v4())));
@@ -268,20 +286,8 @@ impl ObjectStore for FsObjectStore {
             }
             return Err(StorageError::PartsChanged(missing));
         }
-        let (temp, file) = self.create_temp().await?;
-        let file = file.into_std().await;
         // A part that vanishes from here on is an error that passes: the next try finds it missing.
-        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
-            .await
-            .map_err(StorageError::unavailable)?
-            .map_err(StorageError::unavailable)?;
-        if written != size {
-            return Err(StorageError::Refused(format!("the assembled object has {written} bytes, not {size}")));
-        }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
-        }
-        temp.persist(&path).await?;
+        self.join_into(sources, &path, size).await?;
         self.abort(upload).await?;
         Ok(StoredObject { etag, size })
     }
