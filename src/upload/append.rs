@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
-use super::{check_metadata, UploadError, UploadService};
+use super::{check_metadata, check_name, UploadError, UploadService};
 use crate::domain::{
     AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
     UploadRecord, UploadState,
@@ -65,7 +65,13 @@ impl UploadService {
     /// Opens an append upload. An empty file (length 0) is stored at once, `completed`.
     #[tracing::instrument(name = "Open an append upload", skip_all, fields(upload_id, length = new.length))]
     pub async fn init_append(&self, new: NewAppendUpload) -> Result<UploadRecord, UploadError> {
-        self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        if new.partial {
+            // The file's type is the final upload's to declare (tus-js-client sends none
+            // with its partials), and checked there.
+            check_name(&new.filename)?;
+        } else {
+            self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        }
         check_metadata(&new.metadata)?;
         if let Some(length) = new.length {
             self.check_length(length, 0)?;

@@ -1,9 +1,10 @@
 //! Completion: the one path every finished upload takes, whoever starts it (the request
 //! that stored the last chunk, a status or resume call, a tus final upload's creation, or
 //! the sweeper finding an upload whose claimer is gone). Its assembly joins the stored
-//! parts, or, for a final upload, its partial uploads' bytes (see `concat`). It runs as a job of its own, so a request cut short or a
-//! client that never comes back does not stop it; a heartbeat renews its claim while it
-//! runs, so another instance takes over only once this one has really stopped.
+//! parts, or, for a final upload, its partial uploads' bytes (see `concat`). It runs as a
+//! job of its own, so a request cut short or a client that never comes back does not stop
+//! it; a heartbeat renews its claim while it runs, so another instance takes over only
+//! once this one has really stopped.
 
 use std::time::Duration as StdDuration;
 

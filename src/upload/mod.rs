@@ -261,12 +261,7 @@ impl UploadService {
     }
 
     fn check_name_and_type(&self, filename: &str, content_type: Option<&str>) -> Result<(), UploadError> {
-        if filename.trim().is_empty() {
-            return Err(UploadError::InvalidRequest("filename must not be empty".into()));
-        }
-        if filename.len() > MAX_FILENAME_BYTES {
-            return Err(UploadError::InvalidRequest(format!("filename must be at most {MAX_FILENAME_BYTES} bytes")));
-        }
+        check_name(filename)?;
         let allowed = &self.policy.allowed_content_types;
         if allowed.is_empty() {
             return Ok(());
@@ -277,6 +272,16 @@ impl UploadService {
             _ => Err(UploadError::UnsupportedContentType(content_type.unwrap_or("none").to_owned())),
         }
     }
+}
+
+fn check_name(filename: &str) -> Result<(), UploadError> {
+    if filename.trim().is_empty() {
+        return Err(UploadError::InvalidRequest("filename must not be empty".into()));
+    }
+    if filename.len() > MAX_FILENAME_BYTES {
+        return Err(UploadError::InvalidRequest(format!("filename must be at most {MAX_FILENAME_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 fn check_metadata(metadata: &Metadata) -> Result<(), UploadError> {

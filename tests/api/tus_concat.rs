@@ -356,6 +356,18 @@ pub async fn a_final_whose_partial_lost_its_bytes_fails_and_makes_no_object(spaw
     assert!(kept_bytes(&app, &kept).await.is_some(), "the other partial is untouched");
 }
 
+pub async fn partials_need_no_content_type_but_the_final_does(spawn: Spawn) {
+    let app = spawn(|s| s.uploads.allowed_content_types = vec!["video/mp4".into()]);
+    let tus = Tus::new(&app);
+    let a = partial(&tus, b"abc").await;
+    let b = partial(&tus, b"def").await;
+    let untyped =
+        tus.request(Method::POST, &tus.files()).header("Upload-Concat", format!("final;{a} {b}")).send().await.unwrap();
+    assert_problem(untyped, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-content-type").await;
+    let joined = make_final(&tus, &[&a, &b]).await;
+    assert_eq!(tus.object(&joined).await, b"abcdef");
+}
+
 /// Runs every case above as a test on the setup `$spawn` starts.
 macro_rules! cases {
     ($suite:path; $spawn:expr) => {
@@ -369,6 +381,7 @@ macro_rules! cases {
             two_finals_of_the_same_partials_at_once_are_both_whole,
             expired_partials_are_swept_with_their_kept_bytes,
             a_final_whose_partial_lost_its_bytes_fails_and_makes_no_object,
+            partials_need_no_content_type_but_the_final_does,
         );
     };
 }
