@@ -72,6 +72,10 @@ error_codes! {
     InvalidLength = ("invalid-length", BAD_REQUEST, "The length contradicts the upload"),
     AppendBusy = ("append-in-progress", LOCKED, "Another append to this upload is in progress"),
     DigestMismatch = ("digest-mismatch", UNPROCESSABLE_ENTITY, "The bytes do not match their declared digest"),
+    PartialUploadNotFound = ("partial-upload-not-found", BAD_REQUEST, "A partial upload the final names does not exist"),
+    NotAPartialUpload = ("not-a-partial-upload", BAD_REQUEST, "An upload the final names is not a partial upload"),
+    PartialUploadUnfinished = ("partial-upload-unfinished", BAD_REQUEST, "A partial upload the final names is not finished"),
+    FinalUploadImmutable = ("final-upload-immutable", FORBIDDEN, "A final upload takes no appends"),
     UnsupportedVersion = ("unsupported-version", PRECONDITION_FAILED, "The protocol version is not supported"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
@@ -202,6 +206,10 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::AppendBusy => ErrorCode::AppendBusy,
         UploadError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
         UploadError::LengthRequired => ErrorCode::LengthRequired,
+        UploadError::PartialNotFound { .. } => ErrorCode::PartialUploadNotFound,
+        UploadError::NotAPartialUpload { .. } => ErrorCode::NotAPartialUpload,
+        UploadError::PartialUnfinished { .. } => ErrorCode::PartialUploadUnfinished,
+        UploadError::FinalUploadImmutable => ErrorCode::FinalUploadImmutable,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
         UploadError::Session(_) => ErrorCode::InternalError,
         UploadError::Storage(StorageError::Unavailable(_)) => ErrorCode::StorageUnavailable,
@@ -234,6 +242,12 @@ impl From<UploadError> for ApiError {
                 api.with("expected_offset", expected).with("provided_offset", provided)
             }
             UploadError::LengthExceeded { length } => api.with("length", length),
+            UploadError::PartialNotFound { position } | UploadError::NotAPartialUpload { position } => {
+                api.with("position", position)
+            }
+            UploadError::PartialUnfinished { position, state } => {
+                api.with("position", position).with("state", state.as_str())
+            }
             UploadError::ChecksumMismatch { expected, actual } => {
                 api.with("expected_md5", expected.to_string()).with("actual_md5", actual.to_string())
             }

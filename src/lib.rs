@@ -3,7 +3,8 @@
 //! A client opens an upload, sends the file in chunks (in any order, in parallel, to any
 //! instance), each MD5-checked and streamed straight into storage; it asks what is missing
 //! and resumes after a drop; the last chunk starts the completion job, which the server
-//! owns. tus clients append at an offset instead, through the same engine.
+//! owns. tus clients append at an offset instead, through the same engine, and may send
+//! a file as partial uploads in parallel that the store joins into one object.
 //!
 //! Map of the crate, outside in:
 //! - [`startup`] builds the [`Application`] from [`config::Settings`] and serves it;

@@ -29,6 +29,19 @@ impl Md5Digest {
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The digest `hex()` wrote (either case); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        let digit = |c: u8| char::from(c).to_digit(16);
+        let mut bytes = [0u8; 16];
+        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(Self(bytes))
+    }
 }
 
 impl From<[u8; 16]> for Md5Digest {
@@ -131,6 +144,21 @@ mod tests {
         hasher.update(b"world");
         assert_eq!(hasher.len(), 11);
         assert_eq!(hasher.finish(), Md5Digest::of(b"hello world"));
+    }
+
+    #[test]
+    fn hex_reads_back() {
+        let md5 = Md5Digest::of(b"abc");
+        assert_eq!(Md5Digest::from_hex(&md5.hex()), Some(md5));
+        assert_eq!(Md5Digest::from_hex(&md5.hex().to_uppercase()), Some(md5));
+        for bad in [
+            "",
+            "d41d8cd98f00b204e9800998ecf8427",
+            "+41d8cd98f00b204e9800998ecf8427e",
+            "zz1d8cd98f00b204e9800998ecf8427e",
+        ] {
+            assert_eq!(Md5Digest::from_hex(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{DeclaredDigest, DigestAlgorithm, DigestHasher};
 pub use event::{event_id, EventKind, RecordedEvent};
 pub use object_key::ObjectKey;
-pub use record::{AppendState, Claim, Metadata, PartReceipt, UploadRecord, UploadState};
+pub use record::{AppendState, Claim, Concat, Metadata, PartReceipt, UploadRecord, UploadState};
 pub use upload_id::UploadId;

@@ -92,6 +92,22 @@ pub struct AppendState {
     pub cursor: String,
 }
 
+/// The part an upload plays in tus concatenation (`Upload-Concat`): parallel uploads of a
+/// file's pieces, joined into one object inside the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "role")]
+pub enum Concat {
+    /// An append upload whose finished bytes are kept out of sight (in its staging area,
+    /// never at its key) for final uploads to be made of, until it expires.
+    Partial,
+    /// An upload made of the bytes of finished partial uploads, in order, joined inside
+    /// the store. It takes no appends.
+    Final {
+        /// The partial uploads, in order (one may appear more than once).
+        partials: Vec<UploadId>,
+    },
+}
+
 /// Everything known about one upload, apart from its per-chunk receipts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadRecord {
@@ -141,6 +157,10 @@ pub struct UploadRecord {
     /// When its last progress event was recorded (one a second at most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_at: Option<Timestamp>,
+    /// For a tus concatenation: whether the upload is a partial or a final one. Fixed at
+    /// creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<Concat>,
 }
 
 fn one_chunk() -> u32 {
@@ -153,6 +173,19 @@ fn is_one_chunk(n: &u32) -> bool {
 }
 
 impl UploadRecord {
+    /// Whether it is a partial upload, whose bytes wait for a final upload.
+    pub fn is_partial(&self) -> bool {
+        self.concat == Some(Concat::Partial)
+    }
+
+    /// The partial uploads a final upload is made of; `None` for any other upload.
+    pub fn partials(&self) -> Option<&[UploadId]> {
+        match &self.concat {
+            Some(Concat::Final { partials }) => Some(partials),
+            _ => None,
+        }
+    }
+
     /// Whether the record's time is up at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at <= now

@@ -23,13 +23,14 @@ const CORS_REQUEST_HEADERS: [&str; 13] = [
 ];
 
 /// Response headers a browser app on another origin may read.
-const CORS_EXPOSED_HEADERS: [&str; 13] = [
+const CORS_EXPOSED_HEADERS: [&str; 14] = [
     "location",
     "upload-offset",
     "upload-length",
     "upload-metadata",
     "upload-expires",
     "upload-defer-length",
+    "upload-concat",
     "tus-resumable",
     "tus-version",
     "tus-max-size",

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{rfc3339, Metadata, UploadRecord};
+use crate::domain::{rfc3339, Concat, Metadata, UploadRecord};
 use crate::upload::{ChunkAccepted, UploadStatus};
 
 /// The answer to creating an upload.
@@ -49,6 +49,10 @@ pub struct Status<'a> {
     /// Append uploads only: the declared length, `null` while deferred.
     #[serde(skip_serializing_if = "Option::is_none")]
     length: Option<Option<u64>>,
+    /// tus concatenation only: `partial` (its bytes wait for a final upload and are at no
+    /// key) or `final` (made of partial uploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concat: Option<&'static str>,
     chunk_size: u64,
     total_chunks: u32,
     received_chunks: u32,
@@ -78,6 +82,10 @@ impl<'a> Status<'a> {
             size: r.size(),
             offset: r.append.as_ref().map(|a| a.offset),
             length: r.append.as_ref().map(|a| a.length),
+            concat: r.concat.as_ref().map(|c| match c {
+                Concat::Partial => "partial",
+                Concat::Final { .. } => "final",
+            }),
             chunk_size: r.plan.chunk_size(),
             total_chunks: r.plan.total_chunks(),
             received_chunks: r.received_chunks,

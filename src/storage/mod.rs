@@ -103,6 +103,18 @@ pub struct StagedUpload {
     /// How many consecutive chunks make one of the store's parts (see
     /// `ObjectStore::chunks_per_part`), as the record fixed it.
     pub part_chunks: u32,
+    /// Whether it is a tus partial upload: `complete` keeps its bytes in the upload's
+    /// staging area for final uploads (`concatenate`) instead of making an object at its
+    /// key, and `abort` removes them with everything else staged.
+    pub partial: bool,
+}
+
+impl StagedUpload {
+    /// A chunked upload of `id` whose object goes to `key`, before the storage has given
+    /// it anything of its own.
+    pub fn new(id: UploadId, key: ObjectKey) -> Self {
+        Self { id, key, storage_upload_id: None, append: false, part_chunks: 1, partial: false }
+    }
 }
 
 impl From<&UploadRecord> for StagedUpload {
@@ -113,8 +125,20 @@ impl From<&UploadRecord> for StagedUpload {
             storage_upload_id: record.storage_upload_id.clone(),
             append: record.append.is_some(),
             part_chunks: record.part_chunks,
+            partial: record.is_partial(),
         }
     }
+}
+
+/// A finished partial upload (tus concatenation) whose kept bytes a final upload is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// Where its bytes are kept: a partial `StagedUpload` that `complete` finished.
+    pub upload: StagedUpload,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The tag `complete` gave it.
+    pub etag: String,
 }
 
 /// Where an append starts, as the session record says.
@@ -176,12 +200,11 @@ pub struct StoredObject {
 /// The contract every storage backend meets; `contract::run_all` checks it.
 #[async_trait(?Send)]
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Prepares a multipart upload for `key`, whose object will carry `attributes`; the
-    /// storage's own upload id, if it has one.
+    /// Prepares a multipart upload for `upload` (its key; a partial upload's staging
+    /// area), whose object will carry `attributes`; the storage's own upload id, if it has one.
     async fn create_multipart(
         &self,
-        id: &UploadId,
-        key: &ObjectKey,
+        upload: &StagedUpload,
         attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError>;
 
@@ -230,6 +253,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Never assembles bytes other than the receipts': where stored parts changed or are
     /// missing, it answers `PartsChanged` and assembles nothing. Completing again after a
     /// success returns the same object.
+    ///
+    /// A partial upload's bytes are joined the same way but kept in its staging area, out
+    /// of sight: no object appears at its key, and `abort` removes them.
     async fn complete(
         &self,
         upload: &StagedUpload,
@@ -249,6 +275,19 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: ByteStream<'_>,
         max: u64,
     ) -> Result<AppendStored, StorageError>;
+
+    /// Makes the object at `upload`'s key (a final upload, prepared by `create_multipart`)
+    /// from the kept bytes of `partials`, in that order, inside the store: a server-side
+    /// copy, not a pass of the bytes through ferry wherever the store allows. The object
+    /// appears at once and whole, and is checked to hold `size` bytes; the partials stay as
+    /// they were. A partial whose bytes are gone is a refusal, and no object is made.
+    /// Concatenating again after a success returns the same object.
+    async fn concatenate(
+        &self,
+        upload: &StagedUpload,
+        partials: &[Partial],
+        size: u64,
+    ) -> Result<StoredObject, StorageError>;
 
     /// Drops every staged part of the upload. Idempotent; never touches a finished object.
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError>;

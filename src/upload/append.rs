@@ -9,10 +9,10 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
-use super::{check_metadata, UploadError, UploadService};
+use super::{check_metadata, check_name, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
-    UploadState,
+    AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
+    UploadRecord, UploadState,
 };
 use crate::session::{progress_due, AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};
@@ -28,6 +28,9 @@ pub struct NewAppendUpload {
     pub content_type: Option<String>,
     /// Its metadata.
     pub metadata: Metadata,
+    /// Whether it is a tus partial upload: once finished, its bytes wait (out of sight)
+    /// for final uploads to be made of them.
+    pub partial: bool,
 }
 
 /// One append request.
@@ -62,7 +65,13 @@ impl UploadService {
     /// Opens an append upload. An empty file (length 0) is stored at once, `completed`.
     #[tracing::instrument(name = "Open an append upload", skip_all, fields(upload_id, length = new.length))]
     pub async fn init_append(&self, new: NewAppendUpload) -> Result<UploadRecord, UploadError> {
-        self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        if new.partial {
+            // The file's type is the final upload's to declare (tus-js-client sends none
+            // with its partials), and checked there.
+            check_name(&new.filename)?;
+        } else {
+            self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        }
         check_metadata(&new.metadata)?;
         if let Some(length) = new.length {
             self.check_length(length, 0)?;
@@ -74,6 +83,7 @@ impl UploadService {
         let mut record =
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
         record.append = Some(AppendState { length: new.length, offset: 0, cursor: String::new() });
+        record.concat = new.partial.then_some(Concat::Partial);
         self.open(record).await
     }
 
@@ -85,6 +95,9 @@ impl UploadService {
     #[tracing::instrument(name = "Append to an upload", skip_all, fields(upload_id = %id, offset = request.offset))]
     pub async fn append(&self, id: &UploadId, request: AppendRequest<'_>) -> Result<Appended, UploadError> {
         let record = self.live(id).await?;
+        if record.partials().is_some() {
+            return Err(UploadError::FinalUploadImmutable);
+        }
         let append = record.append.as_ref().ok_or(UploadError::NotAnAppendUpload)?;
         if record.state != UploadState::Uploading {
             return Err(UploadError::WrongState(record.state));
@@ -213,7 +226,7 @@ impl UploadService {
 
     /// Checks a declared total length: within `uploads.max_file_size`, and not below the
     /// bytes already stored.
-    fn check_length(&self, length: u64, stored: u64) -> Result<(), UploadError> {
+    pub(super) fn check_length(&self, length: u64, stored: u64) -> Result<(), UploadError> {
         if length > self.policy.chunks.max_file_size {
             return Err(UploadError::FileTooLarge { max: self.policy.chunks.max_file_size });
         }

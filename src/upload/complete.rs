@@ -1,8 +1,10 @@
 //! Completion: the one path every finished upload takes, whoever starts it (the request
-//! that stored the last chunk, a status or resume call, or the sweeper finding an upload
-//! whose claimer is gone). It runs as a job of its own, so a request cut short or a
-//! client that never comes back does not stop it; a heartbeat renews its claim while it
-//! runs, so another instance takes over only once this one has really stopped.
+//! that stored the last chunk, a status or resume call, a tus final upload's creation, or
+//! the sweeper finding an upload whose claimer is gone). Its assembly joins the stored
+//! parts, or, for a final upload, its partial uploads' bytes (see `concat`). It runs as a
+//! job of its own, so a request cut short or a client that never comes back does not stop
+//! it; a heartbeat renews its claim while it runs, so another instance takes over only
+//! once this one has really stopped.
 
 use std::time::Duration as StdDuration;
 
@@ -86,8 +88,16 @@ impl UploadService {
 
     async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
         let staged = StagedUpload::from(record);
-        let parts = self.sessions.parts(&record.id).await?;
-        let finish = match self.storage.complete(&staged, &parts, record.size().unwrap_or_default()).await {
+        let size = record.size().unwrap_or_default();
+        let made = match record.partials() {
+            // A final upload is made of its partials' kept bytes, not of parts of its own.
+            Some(partials) => self.concatenate(&staged, partials, size).await?,
+            None => {
+                let parts = self.sessions.parts(&record.id).await?;
+                self.storage.complete(&staged, &parts, size).await
+            }
+        };
+        let finish = match made {
             Ok(object) => Finish::Completed { etag: object.etag },
             Err(StorageError::PartsChanged(chunks)) => {
                 tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed or went missing; asking for them again");
@@ -95,7 +105,11 @@ impl UploadService {
             }
             Err(StorageError::Refused(reason)) => {
                 tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
-                Finish::Failed { error: "the stored chunks could not be assembled".into() }
+                let error = match record.partials() {
+                    Some(_) => "the partial uploads could not be concatenated",
+                    None => "the stored chunks could not be assembled",
+                };
+                Finish::Failed { error: error.into() }
             }
             Err(err) => {
                 tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly failed; will retry");

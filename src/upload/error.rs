@@ -96,6 +96,31 @@ pub enum UploadError {
         /// The declared digest's algorithm.
         algorithm: DigestAlgorithm,
     },
+    /// A final upload names a partial upload that does not exist (unknown, expired or
+    /// canceled); its position in the final's list, counting from 1.
+    #[error("partial upload {position} of the final does not exist (it may have expired)")]
+    PartialNotFound {
+        /// Where the final names it, from 1.
+        position: usize,
+    },
+    /// A final upload names an upload that was not created as a partial upload.
+    #[error("upload {position} of the final was not created as a partial upload")]
+    NotAPartialUpload {
+        /// Where the final names it, from 1.
+        position: usize,
+    },
+    /// A final upload names a partial upload that has not received all its bytes (or
+    /// failed): a final is made of finished partials only.
+    #[error("partial upload {position} of the final is {}, not completed", .state.as_str())]
+    PartialUnfinished {
+        /// Where the final names it, from 1.
+        position: usize,
+        /// Where that partial stands.
+        state: UploadState,
+    },
+    /// An append to a final upload, which is made of its partial uploads.
+    #[error("a final upload is made of its partial uploads and takes no appends")]
+    FinalUploadImmutable,
     /// The storage needs the append's body length up front (`Content-Length`).
     #[error("this append needs a Content-Length")]
     LengthRequired,

@@ -6,6 +6,7 @@
 mod append;
 mod chunk;
 mod complete;
+mod concat;
 mod error;
 mod form;
 mod sweep;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkPlan, ChunkPolicy, Clock, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    ChunkPlan, ChunkPolicy, Clock, Md5Digest, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
 };
 use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
@@ -23,6 +24,7 @@ use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
 pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
+pub use concat::{NewFinalUpload, MAX_PARTIALS};
 pub use error::UploadError;
 pub use form::FormFile;
 
@@ -111,17 +113,20 @@ impl UploadService {
     }
 
     /// Prepares storage for a new record and stores it: an empty file is stored at once
-    /// and the upload is `completed`.
+    /// and the upload is `completed` (an empty partial upload has no bytes to keep).
     async fn open(&self, mut record: UploadRecord) -> Result<UploadRecord, UploadError> {
-        let id = record.id;
         let attributes = ObjectAttributes::from(&record);
         if record.size() == Some(0) {
-            let empty = Box::pin(futures_util::stream::empty());
-            let object = self.storage.put_object(&record.key, empty, 0, &attributes).await?;
+            let etag = if record.is_partial() {
+                Md5Digest::of(b"").hex()
+            } else {
+                let empty = Box::pin(futures_util::stream::empty());
+                self.storage.put_object(&record.key, empty, 0, &attributes).await?.etag
+            };
             record.state = UploadState::Completed;
-            record.etag = Some(object.etag);
+            record.etag = Some(etag);
         } else {
-            record.storage_upload_id = self.storage.create_multipart(&id, &record.key, &attributes).await?;
+            record.storage_upload_id = self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
         }
         if let Err(err) = self.sessions.insert(&record).await {
             self.discard(&record, true).await;
@@ -246,16 +251,12 @@ impl UploadService {
             append: None,
             part_chunks: 1,
             progress_at: None,
+            concat: None,
         }
     }
 
     fn check_name_and_type(&self, filename: &str, content_type: Option<&str>) -> Result<(), UploadError> {
-        if filename.trim().is_empty() {
-            return Err(UploadError::InvalidRequest("filename must not be empty".into()));
-        }
-        if filename.len() > MAX_FILENAME_BYTES {
-            return Err(UploadError::InvalidRequest(format!("filename must be at most {MAX_FILENAME_BYTES} bytes")));
-        }
+        check_name(filename)?;
         let allowed = &self.policy.allowed_content_types;
         if allowed.is_empty() {
             return Ok(());
@@ -266,6 +267,16 @@ impl UploadService {
             _ => Err(UploadError::UnsupportedContentType(content_type.unwrap_or("none").to_owned())),
         }
     }
+}
+
+fn check_name(filename: &str) -> Result<(), UploadError> {
+    if filename.trim().is_empty() {
+        return Err(UploadError::InvalidRequest("filename must not be empty".into()));
+    }
+    if filename.len() > MAX_FILENAME_BYTES {
+        return Err(UploadError::InvalidRequest(format!("filename must be at most {MAX_FILENAME_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 fn check_metadata(metadata: &Metadata) -> Result<(), UploadError> {

@@ -218,6 +218,7 @@ async fn small_chunks_out_of_order_over_three_instances_are_grouped_into_parts()
         storage_upload_id: Some(cluster.multipart_id(&up)),
         append: false,
         part_chunks: 20,
+        partial: false,
     };
     // The chunk objects go in the background once the object is made.
     let store = cluster.store().await;
@@ -328,6 +329,7 @@ async fn a_cancel_through_another_instance_leaves_no_parts() {
         storage_upload_id: Some(cluster.multipart_id(&up)),
         append: false,
         part_chunks: 1,
+        partial: false,
     };
     let store = cluster.store().await;
     assert!(store.has_staged_parts(&staged).await);

@@ -25,4 +25,5 @@ mod restart;
 mod s3;
 mod s3_append;
 mod tus;
+mod tus_concat;
 mod ui;

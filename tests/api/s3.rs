@@ -70,9 +70,9 @@ const MIB: usize = 1024 * 1024;
 
 async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let id = UploadId::new();
-    let key = ObjectKey::new(&id, "s3.bin");
-    let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
-    StagedUpload { id, key, storage_upload_id, append: false, part_chunks: 1 }
+    let mut up = StagedUpload::new(id, ObjectKey::new(&id, "s3.bin"));
+    up.storage_upload_id = store.create_multipart(&up, &ObjectAttributes::default()).await.unwrap();
+    up
 }
 
 /// The object made from a multipart upload carries the declared content type and the
@@ -84,8 +84,8 @@ async fn objects_carry_their_content_type_and_what_metadata_s3_can_hold(server: 
         content_type: Some("video/mp4".into()),
         metadata: [("Owner".to_string(), "42".to_string()), ("naïve".to_string(), "x".to_string())].into(),
     };
-    let storage_upload_id = store.create_multipart(&id, &key, &attributes).await.unwrap();
-    let up = StagedUpload { id, key, storage_upload_id, append: false, part_chunks: 1 };
+    let mut up = StagedUpload::new(id, key);
+    up.storage_upload_id = store.create_multipart(&up, &attributes).await.unwrap();
     let data = bytes(27, 1000);
     let receipt = store.put_part(&up, ChunkIndex(0), body(&data), 1000, Some(Md5Digest::of(&data))).await.unwrap();
     store.complete(&up, &[(ChunkIndex(0), receipt)], 1000).await.unwrap();
@@ -178,7 +178,7 @@ async fn a_chunk_sent_to_a_dead_port_is_unavailable() {
     let store = dead_store().await;
     let id = UploadId::new();
     let key = ObjectKey::new(&id, "lost.bin");
-    let up = StagedUpload { id, key, storage_upload_id: Some("gone".into()), append: false, part_chunks: 1 };
+    let up = StagedUpload { storage_upload_id: Some("gone".into()), ..StagedUpload::new(id, key) };
     let data = bytes(24, 200_000);
     let started = Instant::now();
     let err = store

@@ -50,9 +50,9 @@ mod moto {
 
 async fn staged(store: &S3ObjectStore) -> StagedUpload {
     let id = UploadId::new();
-    let key = ObjectKey::new(&id, "append.bin");
-    let storage_upload_id = store.create_multipart(&id, &key, &ObjectAttributes::default()).await.unwrap();
-    StagedUpload { id, key, storage_upload_id, append: true, part_chunks: 1 }
+    let mut up = StagedUpload { append: true, ..StagedUpload::new(id, ObjectKey::new(&id, "append.bin")) };
+    up.storage_upload_id = store.create_multipart(&up, &ObjectAttributes::default()).await.unwrap();
+    up
 }
 
 /// The staging objects of an upload, with their sizes.
@@ -151,6 +151,7 @@ async fn an_upload_appended_through_the_service_on_s3_is_byte_identical(server: 
         length: Some(length),
         content_type: None,
         metadata: Default::default(),
+        partial: false,
     };
     let record = service.init_append(new).await.unwrap();
     let id = record.id;

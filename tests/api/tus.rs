@@ -15,41 +15,41 @@ use crate::helpers::*;
 /// Starts an application of the setup under test with `tweak` applied to its settings.
 pub type Spawn = fn(fn(&mut Settings)) -> TestApp;
 
-const TUS: &str = "1.0.0";
-const OCTETS: &str = "application/offset+octet-stream";
+pub(crate) const TUS: &str = "1.0.0";
+pub(crate) const OCTETS: &str = "application/offset+octet-stream";
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).map(|v| v.to_str().unwrap())
 }
 
-fn number(h: &HeaderMap, name: &str) -> u64 {
+pub(crate) fn number(h: &HeaderMap, name: &str) -> u64 {
     header(h, name).unwrap_or_else(|| panic!("{name} is missing")).parse().unwrap()
 }
 
-fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     STANDARD.encode(s)
 }
 
 /// A tus client over the test application, with no cleverness: every header explicit.
-struct Tus<'a> {
-    app: &'a TestApp,
+pub(crate) struct Tus<'a> {
+    pub(crate) app: &'a TestApp,
 }
 
 impl<'a> Tus<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self { app }
     }
 
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, url: &str) -> RequestBuilder {
         self.app.client.request(method, url).header("Tus-Resumable", TUS)
     }
 
-    fn files(&self) -> String {
+    pub(crate) fn files(&self) -> String {
         self.app.url("/files/")
     }
 
     /// Creates an upload of `length` bytes; returns its URL.
-    async fn create(&self, length: u64) -> String {
+    pub(crate) async fn create(&self, length: u64) -> String {
         let response = self
             .request(Method::POST, &self.files())
             .header("Upload-Length", length)
@@ -61,17 +61,17 @@ impl<'a> Tus<'a> {
         header(response.headers(), "location").unwrap().to_owned()
     }
 
-    async fn head(&self, url: &str) -> Response {
+    pub(crate) async fn head(&self, url: &str) -> Response {
         self.request(Method::HEAD, url).send().await.unwrap()
     }
 
-    async fn offset(&self, url: &str) -> u64 {
+    pub(crate) async fn offset(&self, url: &str) -> u64 {
         let response = self.head(url).await;
         assert_eq!(response.status(), StatusCode::OK);
         number(response.headers(), "upload-offset")
     }
 
-    fn patch(&self, url: &str, offset: u64, data: &[u8]) -> RequestBuilder {
+    pub(crate) fn patch(&self, url: &str, offset: u64, data: &[u8]) -> RequestBuilder {
         self.request(Method::PATCH, url)
             .header("Content-Type", OCTETS)
             .header("Upload-Offset", offset)
@@ -79,33 +79,33 @@ impl<'a> Tus<'a> {
     }
 
     /// The upload's id and token, from its URL's last segment.
-    fn credentials(url: &str) -> Upload {
+    pub(crate) fn credentials(url: &str) -> Upload {
         let segment = url.rsplit('/').next().unwrap();
         let (id, token) = segment.split_once('.').unwrap();
         Upload { id: id.into(), token: token.into(), key: String::new(), chunk_size: 0, total_chunks: 0 }
     }
 
     /// The native status of the upload at `url`.
-    async fn native(&self, url: &str) -> Value {
+    pub(crate) async fn native(&self, url: &str) -> Value {
         let response = self.app.status(&Self::credentials(url)).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
 
     /// The finished object's bytes (its key comes from the native status).
-    async fn object(&self, url: &str) -> Vec<u8> {
+    pub(crate) async fn object(&self, url: &str) -> Vec<u8> {
         let status = self.native(url).await;
         assert_eq!(status["state"], "completed", "{status}");
         self.app.read_object(status["key"].as_str().unwrap()).await.expect("the object is stored")
     }
 
     /// The path of `url` (for raw requests).
-    fn path<'u>(&self, url: &'u str) -> &'u str {
+    pub(crate) fn path<'u>(&self, url: &'u str) -> &'u str {
         url.strip_prefix(&self.app.address).unwrap()
     }
 }
 
-fn assert_tus(response: &Response) {
+pub(crate) fn assert_tus(response: &Response) {
     assert_eq!(header(response.headers(), "tus-resumable"), Some(TUS), "{} {}", response.status(), response.url());
 }
 
@@ -121,7 +121,7 @@ pub async fn options_lists_the_version_extensions_and_limits(spawn: Spawn) {
         assert_eq!(number(h, "tus-max-size"), MAX_FILE);
         assert_eq!(
             header(h, "tus-extension"),
-            Some("creation,creation-with-upload,creation-defer-length,termination,expiration,checksum")
+            Some("creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation")
         );
         assert_eq!(header(h, "tus-checksum-algorithm"), Some("md5,sha1,sha256,crc32"));
     }
@@ -203,7 +203,7 @@ pub async fn creation_answers_201_with_a_capability_url_and_head_reports_it(spaw
     assert_problem(app.put_chunk(&up, 0, b"abc").await, StatusCode::CONFLICT, "not-a-chunked-upload").await;
 }
 
-pub async fn creation_refuses_bad_lengths_metadata_and_concatenation(spawn: Spawn) {
+pub async fn creation_refuses_bad_lengths_metadata_and_concatenation_values(spawn: Spawn) {
     let app = spawn(|_| {});
     let tus = Tus::new(&app);
     let post = || tus.request(Method::POST, &tus.files());
@@ -228,10 +228,11 @@ pub async fn creation_refuses_bad_lengths_metadata_and_concatenation(spawn: Spaw
             "invalid-request",
         ),
         (
-            post().header("Upload-Length", 5).header("Upload-Concat", "partial"),
+            post().header("Upload-Length", 5).header("Upload-Concat", "partial;"),
             StatusCode::BAD_REQUEST,
             "invalid-request",
         ),
+        (post().header("Upload-Concat", "final;"), StatusCode::BAD_REQUEST, "invalid-request"),
     ];
     for (request, status, code) in cases {
         let response = request.send().await.unwrap();
@@ -573,7 +574,7 @@ macro_rules! cases {
             options_lists_the_version_extensions_and_limits,
             a_request_without_the_tus_version_gets_412_with_tus_version,
             creation_answers_201_with_a_capability_url_and_head_reports_it,
-            creation_refuses_bad_lengths_metadata_and_concatenation,
+            creation_refuses_bad_lengths_metadata_and_concatenation_values,
             patches_append_in_order_and_the_object_is_byte_identical,
             patch_refusals_follow_the_spec,
             a_checksum_mismatch_is_460_and_keeps_nothing,
@@ -604,8 +605,8 @@ macro_rules! cases {
 pub(crate) use cases;
 
 /// The suite on the embedded default: local files and the embedded session store.
-mod embedded {
-    fn spawn(tweak: fn(&mut ferry::config::Settings)) -> crate::helpers::TestApp {
+pub(crate) mod embedded {
+    pub(crate) fn spawn(tweak: fn(&mut ferry::config::Settings)) -> crate::helpers::TestApp {
         crate::helpers::spawn_app_with(tweak)
     }
     super::cases!(crate::tus; spawn);
@@ -613,8 +614,8 @@ mod embedded {
 
 /// The suite on the cloud setup: sessions in a Redis of the test's own, objects in S3
 /// (s3s-fs), parts of 5 MiB with the unfinished tail kept in the bucket.
-mod cloud {
-    fn spawn(tweak: fn(&mut ferry::config::Settings)) -> crate::helpers::TestApp {
+pub(crate) mod cloud {
+    pub(crate) fn spawn(tweak: fn(&mut ferry::config::Settings)) -> crate::helpers::TestApp {
         let redis = crate::support::redis::RedisServer::start();
         let s3 = crate::support::s3::S3Server::shared(crate::support::s3::Kind::S3sFs);
         let url = redis.url();

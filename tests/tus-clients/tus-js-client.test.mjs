@@ -1,8 +1,10 @@
 // tus-js-client (Node, from npm) against the real ferry binary: an upload interrupted
 // mid-request and resumed from its stored URL, a streamed file in one PATCH with its first
-// bytes in the creation request, and PATCH sent as POST with X-HTTP-Method-Override.
+// bytes in the creation request, PATCH sent as POST with X-HTTP-Method-Override, and a
+// parallel upload (three partial uploads joined by a final one: tus concatenation).
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { join } from 'node:path';
@@ -97,4 +99,38 @@ test('PATCH sent as POST with X-HTTP-Method-Override works, and a deferred lengt
   const { status, bytes: stored } = await storedBytes(ferry, upload.url);
   assert.equal(status.length, bytes.length);
   assert.ok(Buffer.from(bytes).equals(stored));
+});
+
+test('a parallel upload in three partials is joined by the final upload, sha256-identical', async () => {
+  const { path, bytes } = writeTestFile(files.dir, 'parallel.bin', 7 * MIB + 321, 14);
+  const partials = [];
+  const upload = new tus.Upload(createReadStream(path), {
+    endpoint: `${ferry.url}/files/`,
+    parallelUploads: 3,
+    chunkSize: MIB,
+    metadata: { filename: 'parallel.bin', filetype: 'application/octet-stream' },
+    onAfterResponse: (req, res) => {
+      if (req.getMethod() === 'POST' && req.getHeader('Upload-Concat') === 'partial') {
+        partials.push(res.getHeader('Location'));
+      }
+    },
+  });
+  await finish(upload);
+  assert.equal(partials.length, 3, 'three partial uploads were made');
+  assert.ok(!partials.includes(upload.url), 'the upload URL is the final one');
+
+  // The final reports its partials, in order, and its whole length.
+  const head = await fetch(upload.url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+  assert.equal(head.status, 200);
+  const concat = head.headers.get('upload-concat');
+  assert.ok(concat.startsWith('final;'), concat);
+  assert.deepEqual(new Set(concat.slice('final;'.length).split(' ')), new Set(partials));
+  assert.equal(head.headers.get('upload-offset'), String(bytes.length));
+  assert.equal(head.headers.get('upload-length'), String(bytes.length));
+
+  const { status, bytes: stored } = await storedBytes(ferry, upload.url);
+  assert.equal(status.concat, 'final');
+  assert.equal(status.filename, 'parallel.bin');
+  const sha256 = (data) => createHash('sha256').update(data).digest('hex');
+  assert.equal(sha256(stored), sha256(bytes), 'sha256 of the stored object is the file\'s');
 });

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
 use futures_util::StreamExt;
 
-use super::headers::{self as tus, UPLOAD_EXPIRES, UPLOAD_OFFSET};
+use super::headers::{self as tus, UploadConcat, UPLOAD_EXPIRES, UPLOAD_OFFSET};
 use super::url;
 use crate::domain::{DeclaredDigest, UploadId, UploadState};
 use crate::error::{ApiError, ErrorCode};
@@ -19,7 +19,7 @@ use crate::startup::AppState;
 use crate::upload::{AppendRequest, Appended, NewAppendUpload, UploadError};
 
 /// The file name of an upload whose metadata names none.
-const DEFAULT_FILENAME: &str = "upload";
+pub(super) const DEFAULT_FILENAME: &str = "upload";
 
 /// tus's status for a checksum mismatch.
 const CHECKSUM_MISMATCH: u16 = 460;
@@ -34,15 +34,18 @@ pub fn options(state: &AppState) -> HttpResponse {
         .finish()
 }
 
-/// `POST /files/`: opens an append upload; a body of `application/offset+octet-stream` is
-/// its first append (creation-with-upload).
+/// `POST /files/`: opens an append upload (a partial one with `Upload-Concat: partial`);
+/// a body of `application/offset+octet-stream` is its first append (creation-with-upload).
+/// `Upload-Concat: final;…` makes a final upload instead (see `concat`).
 #[tracing::instrument(name = "Create a tus upload", skip_all, fields(upload_id))]
 pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
     CreatorAccess::from_request(req, &mut Payload::None).await?;
     let h = req.headers();
-    if h.contains_key(tus::UPLOAD_CONCAT) {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the concatenation extension is not served yet"));
-    }
+    let partial = match tus::concat(h)? {
+        Some(UploadConcat::Final(urls)) => return super::concat::create_final(req, &urls, state).await,
+        Some(UploadConcat::Partial) => true,
+        None => false,
+    };
     let length = tus::creation_length(h)?;
     let meta = tus::metadata(h)?;
     let with_body = tus::is_offset_stream(h);
@@ -57,6 +60,7 @@ pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -
             length,
             content_type: meta.content_type,
             metadata: meta.metadata,
+            partial,
         })
         .await?;
     tracing::Span::current().record("upload_id", tracing::field::display(record.id));
@@ -81,9 +85,11 @@ pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -
     Ok(response.finish())
 }
 
-/// `HEAD <upload URL>`: offset, length, metadata and expiry; never cached.
+/// `HEAD <upload URL>`: offset, length, metadata and expiry; never cached. A partial or
+/// final upload also reports `Upload-Concat`; a final one reports its offset only once it
+/// is assembled, as tus says.
 #[tracing::instrument(name = "Report a tus upload's offset", skip_all, fields(upload_id = %id))]
-pub async fn head(id: &UploadId, state: &AppState) -> Result<HttpResponse, ApiError> {
+pub async fn head(req: &HttpRequest, id: &UploadId, state: &AppState) -> Result<HttpResponse, ApiError> {
     let status = state.service.status(id).await?;
     let record = &status.record;
     let append = record.append.as_ref().ok_or(UploadError::NotAnAppendUpload)?;
@@ -91,9 +97,13 @@ pub async fn head(id: &UploadId, state: &AppState) -> Result<HttpResponse, ApiEr
         return Err(UploadError::WrongState(UploadState::Failed).into());
     }
     let mut response = HttpResponse::Ok();
-    response
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((UPLOAD_OFFSET, append.offset.to_string()));
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if record.partials().is_none() || record.state == UploadState::Completed {
+        response.insert_header((UPLOAD_OFFSET, append.offset.to_string()));
+    }
+    if let Some(concat) = super::concat::echo(req, record, &state.tokens) {
+        response.insert_header((tus::UPLOAD_CONCAT, concat));
+    }
     match append.length {
         Some(length) => response.insert_header((tus::UPLOAD_LENGTH, length.to_string())),
         None => response.insert_header((tus::UPLOAD_DEFER_LENGTH, "1")),

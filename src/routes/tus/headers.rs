@@ -32,7 +32,7 @@ pub const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata
 pub const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
 /// When an unfinished upload expires.
 pub const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
-/// The concatenation extension (not served yet).
+/// The concatenation extension: `partial`, or `final;<url> <url> …`.
 pub const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
 /// A method a client cannot send itself (tus-js-client's `overridePatchMethod`).
 pub const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
@@ -40,7 +40,8 @@ pub const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-o
 /// The one version of tus served.
 pub const VERSION: &str = "1.0.0";
 /// The extensions served.
-pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
+pub const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation";
 /// The body type of PATCH (and of creation-with-upload).
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
@@ -97,6 +98,34 @@ pub fn creation_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         (Some(_), true) => Err(invalid("send Upload-Length or Upload-Defer-Length, not both")),
         (None, false) => Err(invalid("send Upload-Length, or Upload-Defer-Length: 1 to declare it later")),
     }
+}
+
+/// What `Upload-Concat` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UploadConcat<'a> {
+    /// `partial`: a partial upload.
+    Partial,
+    /// `final;<url> <url> …`: a final upload made of the partial uploads at these URLs
+    /// (absolute, or paths), in order.
+    Final(Vec<&'a str>),
+}
+
+/// `Upload-Concat`, if present: exactly `partial`, or `final;` and at least one URL
+/// (separated by spaces, as tus says).
+pub fn concat(headers: &HeaderMap) -> Result<Option<UploadConcat<'_>>, ApiError> {
+    let Some(value) = text(headers, &UPLOAD_CONCAT)? else { return Ok(None) };
+    if value == "partial" {
+        return Ok(Some(UploadConcat::Partial));
+    }
+    let urls: Vec<&str> = value
+        .strip_prefix("final;")
+        .ok_or_else(|| invalid("Upload-Concat is `partial` or `final;<url> <url> …`"))?
+        .split_ascii_whitespace()
+        .collect();
+    if urls.is_empty() {
+        return Err(invalid("Upload-Concat: `final;` must name the partial uploads' URLs"));
+    }
+    Ok(Some(UploadConcat::Final(urls)))
 }
 
 /// `Upload-Checksum: <algorithm> <base64>`, if present. An algorithm not served or a
@@ -236,6 +265,17 @@ mod tests {
         assert!(checksum(&headers(&[("upload-checksum", "sha512 AAAA")])).is_err());
         assert!(checksum(&headers(&[("upload-checksum", "md5 AAAA")])).is_err(), "too short");
         assert_eq!(algorithms(), "md5,sha1,sha256,crc32");
+    }
+
+    #[test]
+    fn concat_is_partial_or_final_with_urls() {
+        assert_eq!(concat(&headers(&[])).unwrap(), None);
+        assert_eq!(concat(&headers(&[("upload-concat", "partial")])).unwrap(), Some(UploadConcat::Partial));
+        let h = headers(&[("upload-concat", "final;https://h/files/a.x  /files/b.y")]);
+        assert_eq!(concat(&h).unwrap(), Some(UploadConcat::Final(vec!["https://h/files/a.x", "/files/b.y"])));
+        for bad in ["final;", "final; ", "final", "partial;x", "Partial", "final:/files/a.x"] {
+            assert!(concat(&headers(&[("upload-concat", bad)])).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! tus 1.0 at `/files/`: core, creation (with upload, deferred length), termination,
-//! expiration and checksum. An adapter: it translates tus headers and status codes and
+//! expiration, checksum and concatenation. An adapter: it translates tus headers and status codes and
 //! calls the `UploadService`'s append operations; it knows no store and no other protocol.
 //! A request is parsed once into an [`Endpoint`], then one `match` serves it; every answer,
 //! errors included, carries `Tus-Resumable`.
 
+mod concat;
 mod handlers;
 mod headers;
 mod url;
@@ -96,7 +97,7 @@ async fn answer(req: &HttpRequest, payload: Payload) -> Result<HttpResponse, Api
     match Endpoint::parse(&method, target, &state.tokens)? {
         Endpoint::Discover => Ok(handlers::options(&state)),
         Endpoint::Create => handlers::create(req, payload, &state).await,
-        Endpoint::Offset(id) => handlers::head(&id, &state).await,
+        Endpoint::Offset(id) => handlers::head(req, &id, &state).await,
         Endpoint::Append(id) => handlers::patch(req, payload, &id, &state).await,
         Endpoint::Terminate(id) => handlers::delete(&id, &state).await,
     }

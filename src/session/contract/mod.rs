@@ -16,11 +16,13 @@ use crate::domain::{
 };
 
 mod append;
+mod concat;
 mod events;
 pub mod log;
 mod sweep;
 
 pub use append::*;
+pub use concat::*;
 pub use events::*;
 pub use sweep::*;
 
@@ -68,6 +70,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         append: None,
         part_chunks: 1,
         progress_at: None,
+        concat: None,
     }
 }
 
@@ -337,6 +340,8 @@ macro_rules! session_store_contract {
             progress_is_recorded_when_asked_and_once_a_second,
             publishing_forgets_only_the_events_it_read,
             an_outbox_held_too_long_goes_to_the_next_publisher,
+            concatenation_roles_read_back_as_written,
+            an_upload_inserted_under_a_claim_is_held_by_it,
             a_ping_answers,
         );
     };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
 use crate::domain::{
-    AppendState, ChunkPlan, Claim, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    AppendState, ChunkPlan, Claim, Concat, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
 };
 
 /// The fields of a record fixed at creation.
@@ -27,6 +27,9 @@ pub(crate) struct Meta {
     /// Absent in records written before chunks were grouped: one chunk per part.
     #[serde(default = "one")]
     part_chunks: u32,
+    /// Absent from records written before concatenation existed, and from the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concat: Option<Concat>,
 }
 
 fn one() -> u32 {
@@ -49,6 +52,7 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         storage_upload_id: r.storage_upload_id.clone(),
         created_at: r.created_at,
         part_chunks: r.part_chunks,
+        concat: r.concat.clone(),
     };
     let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
     let mut fields = vec![
@@ -124,6 +128,7 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
         },
         part_chunks: meta.part_chunks,
         progress_at: fields.get("progress_at").map(|_| time("progress_at")).transpose()?,
+        concat: meta.concat,
     })
 }
 

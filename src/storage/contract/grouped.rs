@@ -16,11 +16,10 @@ const SMALL: usize = 1024 * 1024;
 /// An upload of 1 MiB chunks, grouped as the store groups them.
 async fn grouped(store: &dyn Harness) -> StagedUpload {
     let id = UploadId::new();
-    let key = ObjectKey::new(&id, "small.bin");
-    let storage_upload_id =
-        store.create_multipart(&id, &key, &ObjectAttributes::default()).await.expect("create_multipart");
     let part_chunks = store.chunks_per_part(SMALL as u64);
-    StagedUpload { id, key, storage_upload_id, append: false, part_chunks }
+    let mut up = StagedUpload { part_chunks, ..StagedUpload::new(id, ObjectKey::new(&id, "small.bin")) };
+    up.storage_upload_id = store.create_multipart(&up, &ObjectAttributes::default()).await.expect("create_multipart");
+    up
 }
 
 /// Two whole parts and a short third one, cut into 1 MiB chunks.

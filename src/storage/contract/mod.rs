@@ -14,8 +14,10 @@ use futures_util::stream::{self, StreamExt};
 use super::{AppendAt, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError};
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
+mod concat;
 mod grouped;
 
+pub use concat::*;
 pub use grouped::*;
 
 /// Size of every part but the last in these cases.
@@ -62,14 +64,18 @@ fn cut_body(data: &[u8], upto: usize) -> ByteStream<'static> {
 
 async fn staged(store: &dyn Harness) -> StagedUpload {
     let id = UploadId::new();
-    let key = ObjectKey::new(&id, "contract.bin");
+    prepared(store, StagedUpload::new(id, ObjectKey::new(&id, "contract.bin"))).await
+}
+
+/// `up` with what `create_multipart` gave it.
+async fn prepared(store: &dyn Harness, mut up: StagedUpload) -> StagedUpload {
     let attributes = ObjectAttributes {
         content_type: Some("video/mp4".into()),
         metadata: [("owner".to_string(), "contract".to_string()), ("ünïcode".to_string(), "kept aside".to_string())]
             .into(),
     };
-    let storage_upload_id = store.create_multipart(&id, &key, &attributes).await.expect("create_multipart");
-    StagedUpload { id, key, storage_upload_id, append: false, part_chunks: 1 }
+    up.storage_upload_id = store.create_multipart(&up, &attributes).await.expect("create_multipart");
+    up
 }
 
 async fn put(store: &dyn Harness, up: &StagedUpload, index: u32, data: &[u8]) -> (ChunkIndex, PartReceipt) {
@@ -245,7 +251,7 @@ pub async fn completing_twice_returns_the_same_object(store: &dyn Harness) {
 }
 
 /// An append upload as its session record keeps it: offset, cursor, part receipts.
-struct Appending {
+pub(crate) struct Appending {
     up: StagedUpload,
     length: Option<u64>,
     offset: u64,
@@ -255,8 +261,14 @@ struct Appending {
 
 impl Appending {
     async fn open(store: &dyn Harness, length: Option<u64>) -> Self {
-        let mut up = staged(store).await;
-        up.append = true;
+        Self::open_as(store, length, false).await
+    }
+
+    /// An append upload that is a tus partial upload when `partial`.
+    async fn open_as(store: &dyn Harness, length: Option<u64>, partial: bool) -> Self {
+        let id = UploadId::new();
+        let up = StagedUpload { append: true, partial, ..StagedUpload::new(id, ObjectKey::new(&id, "contract.bin")) };
+        let up = prepared(store, up).await;
         Self { up, length, offset: 0, cursor: String::new(), parts: Vec::new() }
     }
 
@@ -292,11 +304,12 @@ impl Appending {
         self.parts.sort_by_key(|(i, _)| *i);
     }
 
-    async fn complete(&self, store: &dyn Harness) {
+    async fn complete(&self, store: &dyn Harness) -> super::StoredObject {
         let size = self.length.expect("a length");
         assert_eq!(self.offset, size);
         let object = store.complete(&self.up, &self.parts, size).await.expect("complete");
         assert_eq!(object.size, size);
+        object
     }
 }
 
@@ -392,6 +405,9 @@ macro_rules! object_store_contract {
             a_chunk_sent_again_after_its_part_was_sealed_wins,
             a_chunk_overwritten_behind_its_receipt_is_never_assembled,
             abort_drops_small_chunks,
+            a_partials_bytes_stay_out_of_sight_until_aborted,
+            partials_of_mixed_sizes_concatenate_in_order,
+            a_final_whose_partial_is_gone_makes_no_object,
             a_check_answers,
         );
     };

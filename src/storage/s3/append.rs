@@ -35,8 +35,9 @@
 //! (`drop=`), and the append that starts from that recorded cursor deletes it (in the
 //! background; any instance). Tails of appends never recorded, and anything a failed
 //! delete left, go when the upload completes or is aborted: both delete everything under
-//! its staging prefix. Deleting on the spot instead would lose the upload's bytes when the
-//! append is then not recorded (a digest mismatch, a lost claim, a crash).
+//! its staging prefix (completing a partial upload keeps the object it made there).
+//! Deleting on the spot instead would lose the upload's bytes when the append is then not
+//! recorded (a digest mismatch, a lost claim, a crash).
 
 use std::pin::pin;
 
@@ -327,7 +328,7 @@ impl S3ObjectStore {
             Write::Part(index, size) => {
                 let number = part_number(ChunkIndex(index)).map_err(Stop::Store)?;
                 let multipart = multipart_id(upload).map_err(Stop::Store)?;
-                let request = self.streams.upload_part().bucket(&self.bucket).key(self.object_key(&upload.key));
+                let request = self.streams.upload_part().bucket(&self.bucket).key(self.target_key(upload));
                 let request = request.upload_id(multipart).part_number(number).content_length(size as i64);
                 let send = errors::on_io(request.body(stream).send());
                 (size, send.map(|out| out.map(|o| o.e_tag).map_err(errors::storage)).boxed_local())
@@ -409,13 +410,7 @@ mod tests {
         let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
         let store = S3ObjectStore::from_sdk_config(&settings, &sdk).unwrap();
         let id = crate::domain::UploadId::new();
-        let up = StagedUpload {
-            id,
-            key: crate::domain::ObjectKey::new(&id, "x"),
-            storage_upload_id: None,
-            append: true,
-            part_chunks: 1,
-        };
+        let up = StagedUpload { append: true, ..StagedUpload::new(id, crate::domain::ObjectKey::new(&id, "x")) };
         let most = settings.part_size * 10_000;
         let at = AppendAt { offset: most - 1, len: Some(2), ..at(0, 9_999, None) };
         let body = stream::iter([Ok(Bytes::from_static(b"xy"))]).boxed_local();

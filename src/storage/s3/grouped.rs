@@ -267,7 +267,7 @@ impl S3ObjectStore {
         let store = self.clone();
         let upload = upload.clone();
         crate::runtime::detach(async move {
-            if let Err(err) = store.drop_staging(&upload).await {
+            if let Err(err) = store.drop_staging(&upload, None).await {
                 let error = crate::error::chain(&err);
                 tracing::warn!(upload_id = %upload.id, %error, "could not delete an upload's chunk objects");
             }

@@ -20,14 +20,20 @@
 //! keep an unfinished part as a tail object under `<prefix>.ferry/<upload id>/`; see
 //! `append`. Completing or aborting such an upload deletes its tails.
 //!
+//! A tus partial upload's multipart upload targets `<prefix>.ferry/<upload id>/partial`
+//! instead of its key, so completing it makes that staging object, which no listing of
+//! the objects under the prefix's upload folders shows; aborting it deletes it with the
+//! tails. A final upload is made of those objects by UploadPartCopy; see `concat`.
+//!
 //! Permissions needed on the bucket: `s3:PutObject` (which covers the multipart calls),
 //! `s3:ListMultipartUploadParts`, `s3:AbortMultipartUpload`, `s3:GetObject` (HeadObject, an
-//! append's tail), `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, listing an append
+//! append's tail, the source of UploadPartCopy), `s3:DeleteObject`, and `s3:ListBucket` (HeadBucket, listing an append
 //! upload's tails, and 404 rather than 403 for a missing object).
 
 mod append;
 mod assemble;
 mod body;
+mod concat;
 mod connect;
 mod errors;
 mod grouped;
@@ -44,14 +50,17 @@ use bytes::Bytes;
 use self::assemble::Listing;
 use self::connect::{call_timeouts, CHECK_TIMEOUT};
 use super::{
-    AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError, StoredObject,
+    AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, Partial, StagedUpload, StorageError,
+    StoredObject,
 };
-use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
+use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt};
 
 /// S3's smallest part but the last.
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's limit on parts per upload.
 const MAX_PARTS: u64 = 10_000;
+/// The name, in a partial upload's staging area, of the object its bytes are kept in.
+const PARTIAL_OBJECT: &str = "partial";
 
 /// An `ObjectStore` in an S3 bucket.
 #[derive(Debug, Clone)]
@@ -71,6 +80,16 @@ impl S3ObjectStore {
     /// Where `key` lives in the bucket.
     fn object_key(&self, key: &ObjectKey) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// The key of an upload's multipart upload and of what completing it makes: the
+    /// upload's key, or a partial upload's kept object in its staging area.
+    fn target_key(&self, upload: &StagedUpload) -> String {
+        if upload.partial {
+            format!("{}{PARTIAL_OBJECT}", self.staging_prefix(upload))
+        } else {
+            self.object_key(&upload.key)
+        }
     }
 
     async fn create(&self, key: &str, attributes: &ObjectAttributes) -> Result<String, StorageError> {
@@ -145,7 +164,7 @@ impl S3ObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
-        let (multipart, key) = (multipart_id(upload)?, self.object_key(&upload.key));
+        let (multipart, key) = (multipart_id(upload)?, self.target_key(upload));
         match self.check_parts(&key, multipart, parts, size).await? {
             Listing::Intact => {}
             Listing::Changed(chunks) => return Err(StorageError::PartsChanged(chunks)),
@@ -240,14 +259,13 @@ fn unquote(etag: &str) -> String {
 
 #[async_trait(?Send)]
 impl ObjectStore for S3ObjectStore {
-    #[tracing::instrument(name = "s3.create_multipart", skip_all, fields(upload_id = %id))]
+    #[tracing::instrument(name = "s3.create_multipart", skip_all, fields(upload_id = %upload.id))]
     async fn create_multipart(
         &self,
-        id: &UploadId,
-        key: &ObjectKey,
+        upload: &StagedUpload,
         attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError> {
-        self.create(&self.object_key(key), attributes).await.map(Some)
+        self.create(&self.target_key(upload), attributes).await.map(Some)
     }
 
     fn chunks_per_part(&self, chunk_size: u64) -> u32 {
@@ -299,7 +317,7 @@ impl ObjectStore for S3ObjectStore {
             return self.put_chunk_object(upload, index, body, len, expected_md5).await;
         }
         let (multipart, number) = (multipart_id(upload)?, part_number(index)?);
-        let request = self.streams.upload_part().bucket(&self.bucket).key(self.object_key(&upload.key));
+        let request = self.streams.upload_part().bucket(&self.bucket).key(self.target_key(upload));
         let request = request.upload_id(multipart).part_number(number).content_length(content_length(len)?);
         // Real S3 checks it too, against corruption between here and there.
         let request = request.set_content_md5(expected_md5.map(|md5| md5.to_string()));
@@ -316,14 +334,23 @@ impl ObjectStore for S3ObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
+        if upload.partial && size == 0 {
+            // Nothing to keep, and S3 makes no object of no parts.
+            if let Some(multipart) = upload.storage_upload_id.as_deref() {
+                self.abort_multipart(&self.target_key(upload), multipart).await?;
+            }
+            return Ok(StoredObject { etag: Md5Digest::of(b"").hex(), size: 0 });
+        }
         if upload.part_chunks > 1 {
             return self.assemble_grouped(upload, parts, size, true).await;
         }
         let object = self.assemble(upload, parts, size).await?;
         if upload.append {
-            // An append upload's tails; what a failure leaves, the bucket's lifecycle rule
-            // for `.ferry/` (or the next completion call) removes.
-            if let Err(err) = self.drop_staging(upload).await {
+            // An append upload's tails (a partial upload's kept object stays); what a
+            // failure leaves, the bucket's lifecycle rule for `.ferry/` (or the next
+            // completion call) removes.
+            let keep = upload.partial.then_some(PARTIAL_OBJECT);
+            if let Err(err) = self.drop_staging(upload, keep).await {
                 let error = crate::error::chain(&err);
                 tracing::warn!(upload_id = %upload.id, %error, "could not delete an append upload's tails");
             }
@@ -331,13 +358,23 @@ impl ObjectStore for S3ObjectStore {
         Ok(object)
     }
 
+    #[tracing::instrument(name = "s3.concatenate", skip_all, fields(upload_id = %upload.id, partials = partials.len()))]
+    async fn concatenate(
+        &self,
+        upload: &StagedUpload,
+        partials: &[Partial],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        self.concatenate_partials(upload, partials, size).await
+    }
+
     #[tracing::instrument(name = "s3.abort", skip_all, fields(upload_id = %upload.id))]
     async fn abort(&self, upload: &StagedUpload) -> Result<(), StorageError> {
         if upload.append || upload.part_chunks > 1 {
-            self.drop_staging(upload).await?;
+            self.drop_staging(upload, None).await?;
         }
         match upload.storage_upload_id.as_deref() {
-            Some(multipart) => self.abort_multipart(&self.object_key(&upload.key), multipart).await,
+            Some(multipart) => self.abort_multipart(&self.target_key(upload), multipart).await,
             None => Ok(()),
         }
     }
@@ -410,7 +447,7 @@ impl super::contract::Inspect for S3ObjectStore {
             return true;
         }
         let Some(multipart) = upload.storage_upload_id.as_deref() else { return false };
-        match self.list_parts(&self.object_key(&upload.key), multipart).await {
+        match self.list_parts(&self.target_key(upload), multipart).await {
             Ok(parts) => !parts.is_empty(),
             Err(err) if errors::code(&err) == Some("NoSuchUpload") => false,
             Err(err) => panic!("ListParts failed: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),

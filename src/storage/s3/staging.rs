@@ -28,14 +28,21 @@ impl S3ObjectStore {
         });
     }
 
-    /// Deletes every staging object of an upload (tails, small chunks, sealing markers):
-    /// completion and abort.
-    pub(super) async fn drop_staging(&self, upload: &StagedUpload) -> Result<(), StorageError> {
+    /// Deletes every staging object of an upload (tails, small chunks, sealing markers) but
+    /// the one named `keep` (a partial upload's kept bytes): completion and abort.
+    pub(super) async fn drop_staging(&self, upload: &StagedUpload, keep: Option<&str>) -> Result<(), StorageError> {
         let prefix = self.staging_prefix(upload);
+        let kept = keep.map(|name| format!("{prefix}{name}"));
         loop {
             let request = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix);
             let page = errors::on_io(request.send()).await.map_err(errors::storage)?;
-            let keys: Vec<String> = page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key).collect();
+            let keys: Vec<String> = page
+                .contents
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|o| o.key)
+                .filter(|key| Some(key) != kept.as_ref())
+                .collect();
             if keys.is_empty() {
                 return Ok(());
             }

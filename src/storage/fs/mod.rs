@@ -3,7 +3,8 @@
 //! ```text
 //! <root>/<upload id>/<name>               finished objects (the upload's key)
 //! <root>/.ferry/staging/<upload id>/     stored chunks of unfinished uploads, a file per send,
-//!                                         or one `append.data` for an append upload
+//!                                         or one `append.data` for an append upload (kept
+//!                                         there once finished for a tus partial upload)
 //! <root>/.ferry/tmp/                      files being written; swept at start-up
 //! ```
 //!
@@ -11,6 +12,9 @@
 //! and the folder is flushed after the rename: a reader never sees a torn chunk or a half
 //! object, a failed write leaves nothing, and what was acknowledged survives a power cut.
 //! A chunk sent again replaces the earlier send's file once its receipt is replaced.
+
+mod concat;
+mod durable;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,9 +24,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use self::durable::{concatenate, is_file_of_size, md5_of_file, rename_durably, seal, TempFile};
 use super::{
-    multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, StorageError,
-    StoredObject,
+    multipart_etag, AppendAt, AppendStored, ByteStream, ObjectAttributes, ObjectStore, Partial, StagedUpload,
+    StorageError, StoredObject,
 };
 use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, UploadId};
 
@@ -96,23 +101,31 @@ impl FsObjectStore {
         if held < size {
             return Err(StorageError::Refused(format!("the upload's file holds {held} bytes, not {size}")));
         }
-        let hashed = source.clone();
-        let md5 = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new().write(true).open(&hashed)?;
-            // Bytes past the length were never recorded: a cut append's leftovers.
-            file.set_len(size)?;
-            file.sync_all()?;
-            md5_of_file(&hashed)
-        })
-        .await
-        .map_err(StorageError::unavailable)?
-        .map_err(StorageError::unavailable)?;
+        let md5 = seal(&source, size).await?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
         }
         rename_durably(&source, &path).await?;
         self.abort(upload).await?;
         Ok(StoredObject { etag: md5.hex(), size })
+    }
+
+    /// Joins the files `sources` (the kernel copies) into a temporary file, checks that it
+    /// holds `size` bytes, and renames it to `path`: the object appears whole or not at all.
+    async fn join_into(&self, sources: Vec<PathBuf>, path: &Path, size: u64) -> Result<(), StorageError> {
+        let (temp, file) = self.create_temp().await?;
+        let file = file.into_std().await;
+        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
+            .await
+            .map_err(StorageError::unavailable)?
+            .map_err(StorageError::unavailable)?;
+        if written != size {
+            return Err(StorageError::Refused(format!("the joined object has {written} bytes, not {size}")));
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
+        }
+        temp.persist(path).await
     }
 
     /// A new temporary file, remaking the temporary folder if someone removed it.
@@ -150,8 +163,7 @@ impl FsObjectStore {
 impl ObjectStore for FsObjectStore {
     async fn create_multipart(
         &self,
-        _id: &UploadId,
-        _key: &ObjectKey,
+        _upload: &StagedUpload,
         _attributes: &ObjectAttributes,
     ) -> Result<Option<String>, StorageError> {
         // The staging folder appears with the first chunk: nothing to prepare. A file has
@@ -251,6 +263,9 @@ impl ObjectStore for FsObjectStore {
         parts: &[(ChunkIndex, PartReceipt)],
         size: u64,
     ) -> Result<StoredObject, StorageError> {
+        if upload.partial {
+            return self.complete_partial(upload, size).await;
+        }
         if upload.append {
             return self.complete_append(upload, size).await;
         }
@@ -271,22 +286,20 @@ impl ObjectStore for FsObjectStore {
             }
             return Err(StorageError::PartsChanged(missing));
         }
-        let (temp, file) = self.create_temp().await?;
-        let file = file.into_std().await;
         // A part that vanishes from here on is an error that passes: the next try finds it missing.
-        let written = tokio::task::spawn_blocking(move || concatenate(&sources, file))
-            .await
-            .map_err(StorageError::unavailable)?
-            .map_err(StorageError::unavailable)?;
-        if written != size {
-            return Err(StorageError::Refused(format!("the assembled object has {written} bytes, not {size}")));
-        }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(StorageError::unavailable)?;
-        }
-        temp.persist(&path).await?;
+        self.join_into(sources, &path, size).await?;
         self.abort(upload).await?;
         Ok(StoredObject { etag, size })
+    }
+
+    #[tracing::instrument(name = "fs.concatenate", skip_all, fields(upload_id = %upload.id, partials = partials.len()))]
+    async fn concatenate(
+        &self,
+        upload: &StagedUpload,
+        partials: &[Partial],
+        size: u64,
+    ) -> Result<StoredObject, StorageError> {
+        self.concatenate_partials(upload, partials, size).await
     }
 
     #[tracing::instrument(name = "fs.abort", skip_all, fields(upload_id = %upload.id))]
@@ -340,75 +353,6 @@ impl ObjectStore for FsObjectStore {
     }
 }
 
-async fn is_file_of_size(path: &Path, size: u64) -> bool {
-    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file() && m.len() == size)
-}
-
-/// Appends every source file to `out` (the kernel copies: no bytes pass through user
-/// space on Linux), flushes it to disk, and returns its length.
-fn concatenate(sources: &[PathBuf], mut out: std::fs::File) -> io::Result<u64> {
-    let mut written = 0;
-    for source in sources {
-        let mut part = std::fs::File::open(source)?;
-        written += io::copy(&mut part, &mut out)?;
-    }
-    out.sync_all()?;
-    Ok(written)
-}
-
-/// Renames `from` to `dest` (atomically replacing what is there), then flushes the folder
-/// so the rename itself survives a crash.
-async fn rename_durably(from: &Path, dest: &Path) -> Result<(), StorageError> {
-    tokio::fs::rename(from, dest).await.map_err(StorageError::unavailable)?;
-    if let Some(folder) = dest.parent() {
-        let folder = tokio::fs::File::open(folder).await.map_err(StorageError::unavailable)?;
-        folder.sync_all().await.map_err(StorageError::unavailable)?;
-    }
-    Ok(())
-}
-
-/// The MD5 of a whole file, read once.
-fn md5_of_file(path: &Path) -> io::Result<Md5Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Md5Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = io::Read::read(&mut file, &mut buffer)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
-/// A file being written; removed when dropped unless persisted into its place.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, persisted: false }
-    }
-
-    /// Renames the file to `dest` (atomically replacing what is there), then flushes the
-    /// folder so the rename itself survives a crash.
-    async fn persist(mut self, dest: &Path) -> Result<(), StorageError> {
-        rename_durably(&self.path, dest).await?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 #[cfg(any(test, feature = "test-support"))]
 #[async_trait(?Send)]
 impl super::contract::Inspect for FsObjectStore {
@@ -451,13 +395,7 @@ mod tests {
         use crate::storage::contract::{body, bytes};
         let store = scratch().await;
         let id = UploadId::new();
-        let up = StagedUpload {
-            id,
-            key: ObjectKey::new(&id, "a.bin"),
-            storage_upload_id: None,
-            append: true,
-            part_chunks: 1,
-        };
+        let up = StagedUpload { append: true, ..StagedUpload::new(id, ObjectKey::new(&id, "a.bin")) };
         let data = bytes(50, 1000);
         let at = AppendAt { offset: 0, cursor: String::new(), parts: 0, length: Some(1000), len: None };
         let stored = store.append(&up, &at, body(&data[..600]), 1000).await.unwrap();
