@@ -14,10 +14,16 @@ use anyhow::Context;
 use crate::auth::{load_or_create_secret, ApiKeys, TokenSigner};
 use crate::config::{SessionBackend, Settings, StorageBackend};
 use crate::domain::{Clock, SystemClock};
+use crate::events::{EventLog, Publisher, Webhooks};
 use crate::metrics::Metrics;
 use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
 use crate::storage::{FsObjectStore, ObjectStore, S3ObjectStore};
 use crate::upload::{UploadPolicy, UploadService};
+
+/// How often the publisher looks at an empty outbox.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often an idle webhook endpoint's queue is looked at.
+const DELIVER_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -42,6 +48,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    publisher: Publisher,
+    webhooks: Option<Webhooks>,
     sweep_interval: Duration,
     drain_delay: Duration,
 }
@@ -56,7 +64,7 @@ impl Application {
     pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         settings.validate()?;
         let metrics = Metrics::new().context("Failed to register metrics")?;
-        let (sessions, secret) = open_sessions(settings, &metrics).await?;
+        let (sessions, log, secret) = open_sessions(settings, &metrics).await?;
         let storage = open_storage(settings).await?;
         let u = &settings.uploads;
         let policy = UploadPolicy {
@@ -66,6 +74,17 @@ impl Application {
             sweep_interval: secs(u.sweep_interval_secs),
             allowed_content_types: u.allowed_content_types.clone(),
             require_chunk_md5: u.require_chunk_md5,
+        };
+        let e = &settings.events;
+        let publisher = Publisher::new(Arc::clone(&sessions), Arc::clone(&log), metrics.clone(), e.stream_max_len);
+        let webhooks = match e.webhooks.is_empty() {
+            true => None,
+            false => {
+                let window = secs(e.webhook_retry_secs);
+                let webhooks = Webhooks::new(&e.webhooks, window, Arc::clone(&log), metrics.clone())?;
+                webhooks.open_queues().await;
+                Some(webhooks)
+            }
         };
         let state = web::Data::new(AppState {
             service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
@@ -95,6 +114,8 @@ impl Application {
             port,
             server,
             state,
+            publisher,
+            webhooks,
             sweep_interval: Duration::from_secs(u.sweep_interval_secs),
             drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
         })
@@ -136,9 +157,18 @@ impl Application {
             }
         });
         let sweeper = self.state.service.run_sweeper(self.sweep_interval);
+        let publisher = self.publisher.run(PUBLISH_INTERVAL);
+        let webhooks = async {
+            match &self.webhooks {
+                Some(webhooks) => webhooks.run(DELIVER_INTERVAL).await,
+                None => std::future::pending().await,
+            }
+        };
         let served = tokio::select! {
             served = self.server => served,
             () = sweeper => Ok(()),
+            () = publisher => Ok(()),
+            () = webhooks => Ok(()),
         };
         on_signal.abort();
         served
@@ -149,8 +179,11 @@ fn secs(s: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
-/// The session store and the token secret.
-async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result<(Arc<dyn SessionStore>, Vec<u8>)> {
+/// The session store, the same store as the event log, and the token secret.
+async fn open_sessions(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<dyn SessionStore>, Arc<dyn EventLog>, Vec<u8>)> {
     match settings.sessions.backend {
         SessionBackend::Embedded => {
             let dir = &settings.sessions.embedded.path;
@@ -160,7 +193,8 @@ async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result
                 Some(secret) => secret.as_bytes().to_vec(),
                 None => secret_beside(dir)?,
             };
-            Ok((Arc::new(store), secret))
+            let store = Arc::new(store);
+            Ok((store.clone(), store, secret))
         }
         SessionBackend::Redis => {
             let redis = &settings.sessions.redis;
@@ -171,7 +205,8 @@ async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result
                 tracing::warn!(error = %crate::error::chain(&err), "Redis does not answer yet");
             }
             let secret = settings.auth.secret.as_ref().context("auth.secret is required with Redis")?;
-            Ok((Arc::new(store), secret.as_bytes().to_vec()))
+            let store = Arc::new(store);
+            Ok((store.clone(), store, secret.as_bytes().to_vec()))
         }
     }
 }

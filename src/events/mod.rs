@@ -90,9 +90,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// The position of the newest event; events appended later come after it.
     async fn head(&self) -> Result<String, SessionError>;
 
-    /// Up to `limit` deliveries due at `now` for the sink named `sink`: events appended
-    /// since its queue was last read (from when the sink was first seen: it gets no
-    /// history), and deliveries tried before and not settled whose [`retry_delay`] has
+    /// Makes sure the sink named `sink` has a queue; a new queue starts after the newest
+    /// event (a new endpoint gets no history). Idempotent.
+    async fn open(&self, sink: &str) -> Result<(), SessionError>;
+
+    /// Up to `limit` deliveries due at `now` for the sink named `sink` (its queue opened if
+    /// need be): events appended since its queue was last read, and deliveries tried before and not settled whose [`retry_delay`] has
     /// passed, including those of a consumer that died. `consumer` names the caller (an
     /// instance) so that a delivery handed out is not handed out again before its delay.
     async fn due(

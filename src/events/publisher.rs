@@ -1,12 +1,15 @@
 //! The publisher: moves recorded events from the session store's outbox into the event
 //! log, rendering each as sinks deliver it. Every instance runs one; on a shared store
-//! each upload's batch is held by one publisher at a time (see `SessionStore::outbox`).
+//! each upload's batch is held by one publisher at a time (see `SessionStore::outbox`),
+//! for a lease measured on the real clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
+
 use super::{Event, EventLog};
-use crate::domain::{Clock, RecordedEvent, UploadState};
+use crate::domain::RecordedEvent;
 use crate::metrics::Metrics;
 use crate::routes::views::Status;
 use crate::session::{PendingEvents, SessionError, SessionStore};
@@ -14,29 +17,23 @@ use crate::upload::UploadStatus;
 
 /// Batches read from the outbox at once.
 const BATCHES: usize = 64;
-/// How long a batch is held by the publisher that read it.
-const LEASE_SECS: i64 = 30;
+/// How long a batch is held by the publisher that read it (publishing one takes a few
+/// milliseconds): how late the events of a publisher that died come.
+const LEASE_SECS: i64 = 10;
 
 /// Moves events from the outbox to the log.
 #[derive(Clone)]
 pub struct Publisher {
     sessions: Arc<dyn SessionStore>,
     log: Arc<dyn EventLog>,
-    clock: Arc<dyn Clock>,
     metrics: Metrics,
     max_len: u64,
 }
 
 impl Publisher {
     /// A publisher from `sessions`' outbox to `log`, which keeps about `max_len` events.
-    pub fn new(
-        sessions: Arc<dyn SessionStore>,
-        log: Arc<dyn EventLog>,
-        clock: Arc<dyn Clock>,
-        metrics: Metrics,
-        max_len: u64,
-    ) -> Self {
-        Self { sessions, log, clock, metrics, max_len }
+    pub fn new(sessions: Arc<dyn SessionStore>, log: Arc<dyn EventLog>, metrics: Metrics, max_len: u64) -> Self {
+        Self { sessions, log, metrics, max_len }
     }
 
     /// Publishes for ever, looking at the outbox every `interval` when it was empty.
@@ -55,7 +52,7 @@ impl Publisher {
 
     /// Publishes what the outbox holds now; how many events.
     pub async fn publish_once(&self) -> Result<usize, SessionError> {
-        let now = self.clock.now();
+        let now = Utc::now();
         let batches = self.sessions.outbox(now, chrono::Duration::seconds(LEASE_SECS), BATCHES).await?;
         let mut published = 0;
         for batch in batches {
@@ -66,28 +63,27 @@ impl Publisher {
 
     async fn publish(&self, batch: &PendingEvents) -> Result<usize, SessionError> {
         let mut events = Vec::with_capacity(batch.events.len());
-        for recorded in &batch.events {
-            events.push(Event::new(recorded, self.status_body(recorded).await?));
+        // A tus partial upload is a piece of another upload, not one the app asked for:
+        // its events go no further.
+        for recorded in batch.events.iter().filter(|e| !e.record.is_partial()) {
+            events.push(Event::new(recorded, Self::status_body(recorded)?));
         }
         self.log.append(&events, self.max_len).await?;
-        self.sessions.published(batch, self.clock.now()).await?;
+        self.sessions.published(batch, Utc::now()).await?;
         for event in &events {
             self.metrics.event_published(&event.kind);
         }
         Ok(events.len())
     }
 
-    /// The status body of the upload as the event's change left it. The chunks still
-    /// missing are read now: they are only listed while the upload is `uploading`.
-    async fn status_body(&self, recorded: &RecordedEvent) -> Result<serde_json::Value, SessionError> {
-        let record = &recorded.record;
-        let missing_chunks = if record.state == UploadState::Uploading && record.append.is_none() {
-            let parts = self.sessions.parts(&record.id).await?;
-            record.plan.missing(parts.iter().map(|(i, _)| i.0))
-        } else {
-            Vec::new()
-        };
-        let status = UploadStatus { record: record.clone(), missing_chunks };
-        serde_json::to_value(Status::new(&status)).map_err(|e| SessionError::Corrupt(e.to_string()))
+    /// The status body of the upload as the event's change left it, without
+    /// `missing_chunks`: those are the chunks missing now, which only a status call says.
+    fn status_body(recorded: &RecordedEvent) -> Result<serde_json::Value, SessionError> {
+        let status = UploadStatus { record: recorded.record.clone(), missing_chunks: Vec::new() };
+        let mut body = serde_json::to_value(Status::new(&status)).map_err(|e| SessionError::Corrupt(e.to_string()))?;
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("missing_chunks");
+        }
+        Ok(body)
     }
 }

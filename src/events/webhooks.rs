@@ -5,18 +5,19 @@
 //! within `TIMEOUT`) is tried again after [`super::retry_delay`], by this instance or any
 //! other, until `events.webhook_retry_secs` after the event. Each endpoint has a queue of
 //! its own (`EventLog::due`) and a task of its own: a slow or dead endpoint delays only
-//! its own deliveries, never an upload.
+//! its own deliveries, never an upload. Retries run on the real clock, as receivers'
+//! timestamp checks do.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use standardwebhooks::Webhook;
 
 use super::{happened_at, Delivery, Event, EventLog};
 use crate::config::WebhookSettings;
-use crate::domain::Clock;
 use crate::metrics::Metrics;
 use crate::session::SessionError;
 
@@ -49,7 +50,6 @@ pub struct Webhooks {
     sinks: Arc<Vec<Sink>>,
     log: Arc<dyn EventLog>,
     client: reqwest::Client,
-    clock: Arc<dyn Clock>,
     metrics: Metrics,
     /// This instance, as the queues know it.
     consumer: String,
@@ -62,7 +62,6 @@ impl Webhooks {
         endpoints: &[WebhookSettings],
         window: chrono::Duration,
         log: Arc<dyn EventLog>,
-        clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let sinks = endpoints
@@ -78,7 +77,18 @@ impl Webhooks {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let client = reqwest::Client::builder().timeout(TIMEOUT).redirect(reqwest::redirect::Policy::none()).build()?;
         let consumer = uuid::Uuid::new_v4().simple().to_string();
-        Ok(Self { sinks: Arc::new(sinks), log, client, clock, metrics, consumer, window })
+        Ok(Self { sinks: Arc::new(sinks), log, client, metrics, consumer, window })
+    }
+
+    /// Opens every endpoint's queue, so that events from now on reach it even if its loop
+    /// has not looked yet. A store that does not answer now is not fatal: the loops open
+    /// the queues when it is back.
+    pub async fn open_queues(&self) {
+        for sink in self.sinks.iter() {
+            if let Err(err) = self.log.open(&sink.name).await {
+                tracing::warn!(url = sink.url, error = %crate::error::chain(&err), "could not open a webhook queue yet");
+            }
+        }
     }
 
     /// Delivers for ever, each endpoint in a loop of its own that looks at its queue every
@@ -104,7 +114,7 @@ impl Webhooks {
 
     /// Tries every delivery due now for `sink`; how many there were.
     async fn deliver_due(&self, sink: &Sink) -> Result<usize, SessionError> {
-        let due = self.log.due(&sink.name, &self.consumer, self.clock.now(), BATCH).await?;
+        let due = self.log.due(&sink.name, &self.consumer, Utc::now(), BATCH).await?;
         let count = due.len();
         let mut tries = futures_util::stream::iter(due).map(|d| self.try_delivery(sink, d)).buffer_unordered(IN_FLIGHT);
         while let Some(result) = tries.next().await {
@@ -120,13 +130,13 @@ impl Webhooks {
         }
         match self.post(sink, event).await {
             Ok(()) => {
-                let latency = happened_at(event).map(|at| self.clock.now() - at);
+                let latency = happened_at(event).map(|at| Utc::now() - at);
                 self.metrics.webhook_delivered(&sink.name, latency);
                 self.log.settle(&sink.name, &delivery.position).await
             }
             Err(reason) => {
                 self.metrics.webhook_attempt_failed(&sink.name);
-                let give_up = happened_at(event).is_none_or(|at| at + self.window <= self.clock.now());
+                let give_up = happened_at(event).is_none_or(|at| at + self.window <= Utc::now());
                 if give_up {
                     tracing::error!(
                         url = sink.url,
@@ -153,8 +163,7 @@ impl Webhooks {
     /// One signed `POST`; why it failed, if it did.
     async fn post(&self, sink: &Sink, event: &Event) -> Result<(), String> {
         let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-        // Receivers check the timestamp against their own clock: the real time.
-        let timestamp = chrono::Utc::now().timestamp();
+        let timestamp = Utc::now().timestamp();
         let signature = sink.signer.sign(&event.id, timestamp, &body).map_err(|e| e.to_string())?;
         let request = self
             .client

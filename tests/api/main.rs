@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod completion;
 mod create;
+mod events;
 mod expiry;
 mod fault_matrix;
 mod form;

@@ -85,6 +85,24 @@ impl EventLog for EmbeddedSessionStore {
         .await
     }
 
+    async fn open(&self, sink: &str) -> Result<(), SessionError> {
+        let sink = sink.to_owned();
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_write().map_err(SessionError::unavailable)?;
+            {
+                let counters = txn.open_table(COUNTERS).map_err(SessionError::unavailable)?;
+                let mut cursors = txn.open_table(CURSORS).map_err(SessionError::unavailable)?;
+                if cursors.get(sink.as_str()).map_err(SessionError::unavailable)?.is_none() {
+                    let last = counters.get(LAST_LOGGED).map_err(SessionError::unavailable)?.map_or(0, |n| n.value());
+                    cursors.insert(sink.as_str(), last).map_err(SessionError::unavailable)?;
+                }
+            }
+            txn.commit().map_err(SessionError::unavailable)
+        })
+        .await
+    }
+
     async fn due(&self, sink: &str, _: &str, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, SessionError> {
         let (sink, now_ms) = (sink.to_owned(), now.timestamp_millis());
         let db = Arc::clone(&self.db);

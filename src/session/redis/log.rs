@@ -98,6 +98,10 @@ impl EventLog for RedisSessionStore {
         Ok(range.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
     }
 
+    async fn open(&self, sink: &str) -> Result<(), SessionError> {
+        self.ensure_group(&group_of(sink)).await
+    }
+
     async fn due(
         &self,
         sink: &str,

@@ -7,3 +7,4 @@ pub mod redis_cluster;
 pub mod s3;
 pub mod s3_faults;
 pub mod tls;
+pub mod webhook;
