@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
-use super::{check_metadata, UploadError, UploadService};
+use super::{check_metadata, Caller, UploadError, UploadService};
 use crate::domain::{
     AppendState, ChunkPlan, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord,
     UploadState,
@@ -28,6 +28,8 @@ pub struct NewAppendUpload {
     pub content_type: Option<String>,
     /// Its metadata.
     pub metadata: Metadata,
+    /// Who asks, and how (for the pre-create hook).
+    pub caller: Caller,
 }
 
 /// One append request.
@@ -68,6 +70,7 @@ impl UploadService {
             self.check_length(length, 0)?;
         }
         let plan = ChunkPlan::new(0, None, &self.policy.chunks)?;
+        let new = NewAppendUpload { metadata: self.approve(&new).await?.unwrap_or(new.metadata), ..new };
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);

@@ -13,6 +13,7 @@ mod create;
 mod expiry;
 mod fault_matrix;
 mod form;
+mod hooks;
 mod hostile;
 mod lifecycle;
 mod limits;

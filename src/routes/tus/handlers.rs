@@ -16,7 +16,7 @@ use crate::domain::{DeclaredDigest, UploadId, UploadState};
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::{CreatorAccess, UploadBody};
 use crate::startup::AppState;
-use crate::upload::{AppendRequest, Appended, NewAppendUpload, UploadError};
+use crate::upload::{AppendRequest, Appended, NewAppendUpload, Protocol, UploadError};
 
 /// The file name of an upload whose metadata names none.
 const DEFAULT_FILENAME: &str = "upload";
@@ -38,7 +38,7 @@ pub fn options(state: &AppState) -> HttpResponse {
 /// its first append (creation-with-upload).
 #[tracing::instrument(name = "Create a tus upload", skip_all, fields(upload_id))]
 pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
-    CreatorAccess::from_request(req, &mut Payload::None).await?;
+    let access = CreatorAccess::from_request(req, &mut Payload::None).await?;
     let h = req.headers();
     if h.contains_key(tus::UPLOAD_CONCAT) {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "the concatenation extension is not served yet"));
@@ -57,6 +57,7 @@ pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -
             length,
             content_type: meta.content_type,
             metadata: meta.metadata,
+            caller: access.caller(Protocol::Tus),
         })
         .await?;
     tracing::Span::current().record("upload_id", tracing::field::display(record.id));
