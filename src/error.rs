@@ -77,10 +77,12 @@ error_codes! {
     PartialUploadUnfinished = ("partial-upload-unfinished", BAD_REQUEST, "A partial upload the final names is not finished"),
     FinalUploadImmutable = ("final-upload-immutable", FORBIDDEN, "A final upload takes no appends"),
     UnsupportedVersion = ("unsupported-version", PRECONDITION_FAILED, "The protocol version is not supported"),
+    RejectedByHook = ("rejected-by-hook", FORBIDDEN, "The server's approval hook refused the upload"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
     StoreUnavailable = ("store-unavailable", SERVICE_UNAVAILABLE, "The session store is unavailable"),
     StorageUnavailable = ("storage-unavailable", SERVICE_UNAVAILABLE, "The object storage is unavailable"),
+    HookUnavailable = ("hook-unavailable", SERVICE_UNAVAILABLE, "The server's approval hook is unavailable"),
     ShuttingDown = ("shutting-down", SERVICE_UNAVAILABLE, "This instance is shutting down"),
     Busy = ("busy", SERVICE_UNAVAILABLE, "This instance is reading as many upload bodies as it may"),
     InternalError = ("internal-error", INTERNAL_SERVER_ERROR, "Internal error"),
@@ -210,6 +212,8 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::NotAPartialUpload { .. } => ErrorCode::NotAPartialUpload,
         UploadError::PartialUnfinished { .. } => ErrorCode::PartialUploadUnfinished,
         UploadError::FinalUploadImmutable => ErrorCode::FinalUploadImmutable,
+        UploadError::RejectedByHook(_) => ErrorCode::RejectedByHook,
+        UploadError::HookUnavailable(_) => ErrorCode::HookUnavailable,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
         UploadError::Session(_) => ErrorCode::InternalError,
         UploadError::Storage(StorageError::Unavailable(_)) => ErrorCode::StorageUnavailable,
@@ -260,6 +264,7 @@ fn server_detail(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::StoreUnavailable => "The session store is unavailable. Retry shortly.",
         ErrorCode::StorageUnavailable => "The object storage is unavailable. Retry shortly.",
+        ErrorCode::HookUnavailable => "The service that approves new uploads did not answer usably. Retry shortly.",
         _ => "Something went wrong on our side. The request id in X-Request-Id identifies it in the logs.",
     }
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     /// Upload bodies being read now (at most `server.max_bodies_in_flight`).
     pub bodies_in_flight: IntGauge,
     chunks_rejected: IntCounterVec,
+    pre_create_hook_calls: IntCounterVec,
     request_duration: HistogramVec,
     events_published: IntCounterVec,
     webhook_deliveries: IntCounterVec,
@@ -52,6 +53,11 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(chunks_rejected.clone()))?;
+        let pre_create_hook_calls = IntCounterVec::new(
+            Opts::new("pre_create_hook_calls_total", "Calls to the pre-create hook, by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(pre_create_hook_calls.clone()))?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests")
                 .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
@@ -95,6 +101,7 @@ impl Metrics {
             redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis")?,
             bodies_in_flight,
             chunks_rejected,
+            pre_create_hook_calls,
             request_duration,
             events_published,
             webhook_deliveries,
@@ -129,6 +136,12 @@ impl Metrics {
     /// Counts a webhook delivery given up at the end of its retry window.
     pub fn webhook_given_up(&self, sink: &str) {
         self.webhook_deliveries.with_label_values(&[sink, "given_up"]).inc();
+    }
+
+    /// Counts a call to the pre-create hook under its outcome: `approved`, `rejected` or
+    /// `unavailable` (no answer, or none ferry could use).
+    pub fn pre_create_hook_called(&self, outcome: &str) {
+        self.pre_create_hook_calls.with_label_values(&[outcome]).inc();
     }
 
     /// Records how long a request took.

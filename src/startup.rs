@@ -18,7 +18,7 @@ use crate::events::{EventLog, Publisher, Webhooks};
 use crate::metrics::Metrics;
 use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
 use crate::storage::{FsObjectStore, ObjectStore, S3ObjectStore};
-use crate::upload::{UploadPolicy, UploadService};
+use crate::upload::{PreCreateHook, UploadPolicy, UploadService};
 
 /// How often the publisher looks at an empty outbox.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
@@ -86,8 +86,12 @@ impl Application {
                 Some(webhooks)
             }
         };
+        let mut service = UploadService::new(sessions, storage, policy, clock, metrics.clone());
+        if let Some(hook) = pre_create_hook(settings, &metrics)? {
+            service = service.with_pre_create_hook(hook);
+        }
         let state = web::Data::new(AppState {
-            service: UploadService::new(sessions, storage, policy, clock, metrics.clone()),
+            service,
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
             max_file_size: u.max_file_size,
@@ -229,6 +233,15 @@ async fn open_storage(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore
             Ok(Arc::new(store))
         }
     }
+}
+
+/// The pre-create hook, when `hooks.pre_create` is set.
+fn pre_create_hook(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Option<PreCreateHook>> {
+    let Some(url) = settings.hooks.pre_create_url().map_err(anyhow::Error::msg)? else { return Ok(None) };
+    let timeout = Duration::from_secs(settings.hooks.timeout_secs);
+    let hook = PreCreateHook::new(url, timeout, metrics.clone()).context("Failed to set up the pre-create hook")?;
+    tracing::info!(timeout_secs = timeout.as_secs(), "uploads are created only with the pre-create hook's approval");
+    Ok(Some(hook))
 }
 
 async fn shutdown_signal() {

@@ -74,6 +74,10 @@ impl Settings {
                 "uploads.session_ttl_secs, sweep_interval_secs and completion_lease_secs must be positive".into(),
             );
         }
+        if self.hooks.timeout_secs == 0 {
+            return fail("hooks.timeout_secs must be at least 1".into());
+        }
+        self.hooks.pre_create_url().map_err(SettingsError::Invalid)?;
         if self.sessions.backend == SessionBackend::Redis && self.auth.secret.is_none() {
             return fail(
                 "auth.secret is required with sessions.backend = \"redis\" (every instance must share it)".into(),

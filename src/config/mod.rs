@@ -34,6 +34,8 @@ pub struct Settings {
     pub uploads: UploadSettings,
     /// Upload tokens and API keys.
     pub auth: AuthSettings,
+    /// The operator's services ferry asks before it acts.
+    pub hooks: HookSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
     /// Webhooks and the event stream.
@@ -336,6 +338,38 @@ pub struct AuthSettings {
     pub secret: Option<String>,
     /// Keys that may create uploads (`Authorization: Bearer <key>`); empty: anyone may.
     pub api_keys: Vec<String>,
+}
+
+/// The operator's services ferry asks before it acts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HookSettings {
+    /// An `http://` or `https://` URL that ferry POSTs every upload creation to, by any
+    /// protocol, before anything is stored: 2xx creates (its JSON may replace the
+    /// metadata), 4xx refuses (403 `rejected-by-hook`), anything else or no answer in
+    /// time refuses with 503 `hook-unavailable`. Redirects are not followed. Unset: no hook.
+    pub pre_create: Option<String>,
+    /// How long ferry waits for a hook's whole answer, in seconds; at least 1.
+    pub timeout_secs: u64,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        Self { pre_create: None, timeout_secs: 5 }
+    }
+}
+
+impl HookSettings {
+    /// `pre_create` as a URL, if set; an error names what is wrong with it.
+    pub fn pre_create_url(&self) -> Result<Option<reqwest::Url>, String> {
+        let Some(raw) = &self.pre_create else { return Ok(None) };
+        let bad = |why: &str| format!("hooks.pre_create {raw:?} {why} (unset it to turn the hook off)");
+        let url = reqwest::Url::parse(raw).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            return Err(bad("is not an http:// or https:// URL with a host"));
+        }
+        Ok(Some(url))
+    }
 }
 
 /// How logs are written.

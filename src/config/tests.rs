@@ -153,3 +153,35 @@ fn unknown_keys_are_refused() {
     std::fs::write(&path, "[uploads]\nmax_file_sise = 1\n").unwrap();
     assert!(Settings::load(Some(&path)).is_err());
 }
+
+#[test]
+fn the_pre_create_hook_is_off_by_default_and_must_be_an_http_url() {
+    let mut s = Settings::default();
+    assert_eq!((s.hooks.pre_create.as_deref(), s.hooks.timeout_secs), (None, 5));
+    assert_eq!(s.hooks.pre_create_url(), Ok(None));
+    for good in ["http://127.0.0.1:9000/approve", "https://hooks.example.com/ferry?key=k"] {
+        s.hooks.pre_create = Some(good.into());
+        s.validate().unwrap();
+        assert_eq!(s.hooks.pre_create_url().unwrap().unwrap().as_str(), good);
+    }
+    for bad in ["", "hooks.example.com/approve", "ftp://hooks.example.com/", "unix:/run/hook.sock", "http://"] {
+        s.hooks.pre_create = Some(bad.into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("hooks.pre_create"), "{bad}: {err}");
+    }
+    s.hooks.pre_create = None;
+    s.hooks.timeout_secs = 0;
+    assert!(s.validate().unwrap_err().to_string().contains("hooks.timeout_secs"));
+}
+
+#[test]
+fn the_hooks_section_is_read_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(&path, "[hooks]\npre_create = \"http://127.0.0.1:9000/approve\"\ntimeout_secs = 2\n").unwrap();
+    let s = Settings::load(Some(&path)).unwrap();
+    assert_eq!(s.hooks.pre_create.as_deref(), Some("http://127.0.0.1:9000/approve"));
+    assert_eq!(s.hooks.timeout_secs, 2);
+    std::fs::write(&path, "[hooks]\npre_create = \"http://127.0.0.1:9000/approve\"\ntimeout = 2\n").unwrap();
+    assert!(Settings::load(Some(&path)).is_err(), "an unknown key");
+}

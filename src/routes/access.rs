@@ -10,14 +10,32 @@ use crate::auth::TokenSigner;
 use crate::domain::UploadId;
 use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
+use crate::upload::{Caller, Protocol};
 
 /// The request carries the upload token of the upload named in its path.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadAccess(pub UploadId);
 
-/// The request may create uploads (it carries an API key, or none is required).
-#[derive(Debug, Clone, Copy)]
-pub struct CreatorAccess;
+/// The request may create uploads (it carries an API key, or none is required). Keeps
+/// the request's `Authorization` header, which the pre-create hook is told.
+#[derive(Clone)]
+pub struct CreatorAccess {
+    authorization: Option<String>,
+}
+
+impl CreatorAccess {
+    /// Who creates, through `protocol`, with the bytes relayed by ferry.
+    pub fn caller(self, protocol: Protocol) -> Caller {
+        Caller::relay(protocol, self.authorization)
+    }
+}
+
+impl std::fmt::Debug for CreatorAccess {
+    // The credential stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatorAccess").finish_non_exhaustive()
+    }
+}
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -69,14 +87,16 @@ impl FromRequest for CreatorAccess {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready((|| {
             let keys = &state(req)?.api_keys;
+            let authorization =
+                req.headers().get(header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             if !keys.required() {
-                return Ok(CreatorAccess);
+                return Ok(CreatorAccess { authorization });
             }
             let key = bearer(req.headers()).ok_or_else(missing)?;
             if !keys.allows(key) {
                 return Err(ApiError::new(ErrorCode::InvalidToken, "this API key is not valid"));
             }
-            Ok(CreatorAccess)
+            Ok(CreatorAccess { authorization })
         })())
     }
 }

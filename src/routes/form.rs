@@ -12,7 +12,7 @@ use super::{CreatorAccess, UploadBody};
 use crate::domain::Metadata;
 use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
-use crate::upload::{FormFile, UploadService, MAX_METADATA_BYTES};
+use crate::upload::{Caller, FormFile, NewFormFile, Protocol, UploadService, MAX_METADATA_BYTES};
 
 /// The form field that carries the file.
 const FILE_FIELD: &str = "file";
@@ -22,7 +22,7 @@ const MAX_FIELDS: usize = 64;
 
 #[tracing::instrument(name = "Receive a form upload", skip_all)]
 pub async fn upload(
-    _: CreatorAccess,
+    access: CreatorAccess,
     req: HttpRequest,
     body: UploadBody,
     state: web::Data<AppState>,
@@ -32,7 +32,8 @@ pub async fn upload(
     let form = Multipart::new(req.headers(), body);
     let mut metadata = Metadata::new();
     let mut file = None;
-    let read = read_form(form, service, &mut metadata, &mut file).await.map_err(|e| guard.explain(e));
+    let caller = access.caller(Protocol::Form);
+    let read = read_form(form, service, &caller, &mut metadata, &mut file).await.map_err(|e| guard.explain(e));
     let file = match (read, file) {
         (Ok(()), Some(file)) => file,
         (Ok(()), None) => return Err(invalid("the form has no `file` field")),
@@ -50,10 +51,12 @@ pub async fn upload(
         .json(Status::new(&status).with_token(token)))
 }
 
-/// Streams the `file` field into storage and keeps the text fields as metadata.
+/// Streams the `file` field into storage, with the text fields before it as its metadata,
+/// and leaves those after it in `metadata`.
 async fn read_form(
     mut form: Multipart,
     service: &UploadService,
+    caller: &Caller,
     metadata: &mut Metadata,
     file: &mut Option<FormFile>,
 ) -> Result<(), ApiError> {
@@ -76,7 +79,9 @@ async fn read_form(
             let body = (&mut field)
                 .map(|piece| piece.map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())))
                 .boxed_local();
-            *file = Some(service.store_form_file(&filename, content_type, body).await?);
+            let new =
+                NewFormFile { filename, content_type, metadata: std::mem::take(metadata), caller: caller.clone() };
+            *file = Some(service.store_form_file(new, body).await?);
         } else {
             text_bytes += name.len();
             if text_bytes > MAX_METADATA_BYTES {

@@ -9,7 +9,7 @@ use super::{CreatorAccess, UploadAccess};
 use crate::domain::Metadata;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::upload::NewUpload;
+use crate::upload::{NewUpload, Protocol};
 
 /// The body of `POST /v1/uploads`.
 #[derive(Debug, Deserialize)]
@@ -24,7 +24,7 @@ pub struct CreateRequest {
 
 #[tracing::instrument(name = "Create an upload", skip_all)]
 pub async fn create(
-    _: CreatorAccess,
+    access: CreatorAccess,
     body: web::Json<CreateRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -37,6 +37,7 @@ pub async fn create(
             content_type: body.content_type,
             chunk_size: body.chunk_size,
             metadata: body.metadata,
+            caller: access.caller(Protocol::Native),
         })
         .await?;
     let token = state.tokens.issue(&record.id);

@@ -9,13 +9,16 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
-use super::{check_metadata, check_name, UploadError, UploadService};
+use super::{check_metadata, check_name, Caller, UploadError, UploadService};
 use crate::domain::{
     AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
     UploadRecord, UploadState,
 };
 use crate::session::{progress_due, AppendEnd, AppendProgress, AppendStart};
 use crate::storage::{AppendAt, ByteStream, StagedUpload, StorageError};
+
+/// The longest an append holds its claim past its last heartbeat (see `writer_lease`).
+const WRITER_LEASE_SECS: i64 = 10;
 
 /// What a client asks for when it opens an append upload.
 #[derive(Debug, Clone)]
@@ -31,6 +34,8 @@ pub struct NewAppendUpload {
     /// Whether it is a tus partial upload: once finished, its bytes wait (out of sight)
     /// for final uploads to be made of them.
     pub partial: bool,
+    /// Who asks, and how (for the pre-create hook).
+    pub caller: Caller,
 }
 
 /// One append request.
@@ -77,6 +82,7 @@ impl UploadService {
             self.check_length(length, 0)?;
         }
         let plan = ChunkPlan::new(0, None, &self.policy.chunks)?;
+        let new = NewAppendUpload { metadata: self.approve(&new).await?.unwrap_or(new.metadata), ..new };
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);
@@ -121,7 +127,7 @@ impl UploadService {
 
         let now = self.clock.now();
         let (claim, mut record) =
-            match self.sessions.begin_append(id, request.offset, now, self.policy.ttl, self.policy.lease).await? {
+            match self.sessions.begin_append(id, request.offset, now, self.policy.ttl, self.writer_lease()).await? {
                 AppendStart::Granted { claim, record } => (claim, *record),
                 AppendStart::OffsetMismatch { expected } => {
                     return Err(UploadError::OffsetMismatch { expected, provided: request.offset })
@@ -153,7 +159,7 @@ impl UploadService {
         let staged = StagedUpload::from(&record);
         let stored = tokio::select! {
             stored = self.storage.append(&staged, &at, body, room) => stored,
-            () = self.heartbeat(&record, claim.fence) => Err(StorageError::Refused("the append lost its claim".into())),
+            () = self.heartbeat(&record, claim.fence, self.writer_lease()) => Err(StorageError::Refused("the append lost its claim".into())),
         };
         let stored = match stored {
             Ok(stored) => stored,
@@ -205,6 +211,13 @@ impl UploadService {
             None => UploadState::Uploading,
         };
         Ok(Appended { offset, length, state, expires_at: now + self.policy.ttl })
+    }
+
+    /// How long an append's claim lasts without its heartbeat: short, so that when an
+    /// instance dies mid-PATCH the client's next PATCH (on another instance) is taken
+    /// within seconds rather than a whole completion lease.
+    fn writer_lease(&self) -> chrono::Duration {
+        self.policy.lease.min(chrono::Duration::seconds(WRITER_LEASE_SECS))
     }
 
     /// Ends a writer's claim without moving the offset, so the next append need not wait

@@ -46,7 +46,7 @@ impl UploadService {
     async fn run_completion(self, record: UploadRecord, fence: u64) -> UploadState {
         tokio::select! {
             state = self.assemble(&record, fence) => state,
-            () = self.heartbeat(&record, fence) => {
+            () = self.heartbeat(&record, fence, self.policy.lease) => {
                 tracing::warn!(upload_id = %record.id, fence, "the claim was lost mid-assembly; its new holder goes on");
                 match self.sessions.get(&record.id).await {
                     Ok(Some(now)) => now.state,
@@ -56,14 +56,14 @@ impl UploadService {
         }
     }
 
-    /// Renews the claim `fence` (a completion's, or an append's) every third of the
-    /// lease; returns once it is lost. A failed
-    /// renewal is tried again: the claim may well still be live.
-    pub(super) async fn heartbeat(&self, record: &UploadRecord, fence: u64) {
-        let every = (self.policy.lease / 3).to_std().unwrap_or(MIN_HEARTBEAT).max(MIN_HEARTBEAT);
+    /// Renews the claim `fence` (a completion's, or an append's) for `lease` every third
+    /// of it; returns once it is lost. A failed renewal is tried again: the claim may well
+    /// still be live.
+    pub(super) async fn heartbeat(&self, record: &UploadRecord, fence: u64, lease: chrono::Duration) {
+        let every = (lease / 3).to_std().unwrap_or(MIN_HEARTBEAT).max(MIN_HEARTBEAT);
         loop {
             tokio::time::sleep(every).await;
-            match self.sessions.renew(&record.id, fence, self.clock.now(), self.policy.lease).await {
+            match self.sessions.renew(&record.id, fence, self.clock.now(), lease).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(err) => {

@@ -11,7 +11,8 @@
 //! stay usable after a final (tus lets a client use one again, and a client whose answer
 //! to the final was lost asks again): each final's assembly moves their expiry on.
 
-use super::{check_metadata, UploadError, UploadService};
+use super::hooks::HookRequest;
+use super::{check_metadata, Caller, UploadError, UploadService};
 use crate::domain::{AppendState, ChunkPlan, Concat, Metadata, ObjectKey, UploadId, UploadRecord, UploadState};
 use crate::storage::{Partial, StagedUpload, StorageError, StoredObject};
 
@@ -29,6 +30,8 @@ pub struct NewFinalUpload {
     pub metadata: Metadata,
     /// The partial uploads it is made of, in order; one may appear more than once.
     pub partials: Vec<UploadId>,
+    /// Who asks, and how (for the pre-create hook).
+    pub caller: Caller,
 }
 
 impl UploadService {
@@ -52,6 +55,14 @@ impl UploadService {
             length = length.saturating_add(self.finished_partial(id, i + 1).await?);
         }
         self.check_length(length, 0)?;
+        let hook = HookRequest {
+            filename: &new.filename,
+            size: Some(length),
+            content_type: new.content_type.as_deref(),
+            metadata: &new.metadata,
+            caller: &new.caller,
+        };
+        let new = NewFinalUpload { metadata: self.approve(hook).await?.unwrap_or(new.metadata), ..new };
 
         let plan = ChunkPlan::new(0, None, &self.policy.chunks)?;
         let id = UploadId::new();

@@ -1,5 +1,6 @@
 //! `UploadError`: everything the upload service can refuse or fail with.
 
+use super::HookError;
 use crate::domain::{ChunkPlanError, DigestAlgorithm, Md5Digest, UploadState};
 use crate::session::SessionError;
 use crate::storage::StorageError;
@@ -124,6 +125,12 @@ pub enum UploadError {
     /// The storage needs the append's body length up front (`Content-Length`).
     #[error("this append needs a Content-Length")]
     LengthRequired,
+    /// The pre-create hook refused the upload; the hook's message, made safe to show.
+    #[error("{0}")]
+    RejectedByHook(String),
+    /// The pre-create hook gave no usable answer.
+    #[error(transparent)]
+    HookUnavailable(#[from] HookError),
     /// The session store failed.
     #[error(transparent)]
     Session(#[from] SessionError),

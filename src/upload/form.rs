@@ -1,9 +1,23 @@
 //! Single-request uploads (`multipart/form-data`): the file streams into one object,
-//! then a `completed` session records it.
+//! then a `completed` session records it. With a pre-create hook, the hook approves the
+//! text fields that came before the file, so none may come after it.
 
-use super::{check_metadata, UploadError, UploadService, UploadStatus};
+use super::{check_metadata, Caller, UploadError, UploadService, UploadStatus};
 use crate::domain::{ChunkPlan, Metadata, ObjectKey, UploadId, UploadState};
 use crate::storage::{ByteStream, ObjectAttributes, StoredObject};
+
+/// What a form says before its file's bytes: what the pre-create hook is asked about.
+#[derive(Debug, Clone)]
+pub struct NewFormFile {
+    /// The file's name.
+    pub filename: String,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// The text fields that came before the file.
+    pub metadata: Metadata,
+    /// Who asks, and how (for the pre-create hook).
+    pub caller: Caller,
+}
 
 /// A form file stored but not yet recorded; hand it to `register_form_upload` or
 /// `discard_form_file`.
@@ -14,30 +28,44 @@ pub struct FormFile {
     filename: String,
     content_type: Option<String>,
     object: StoredObject,
+    /// The text fields before the file, or the hook's replacement for them.
+    metadata: Metadata,
+    /// Whether a pre-create hook approved the file and `metadata`.
+    approved_by_hook: bool,
 }
 
 impl UploadService {
-    /// Streams a form's file into storage, refusing it past `uploads.max_file_size`.
+    /// Streams a form's file into storage, refusing it past `uploads.max_file_size`, once
+    /// the pre-create hook (if any) has approved it.
     #[tracing::instrument(name = "Store a form upload", skip_all, fields(upload_id))]
-    pub async fn store_form_file(
-        &self,
-        filename: &str,
-        content_type: Option<String>,
-        body: ByteStream<'_>,
-    ) -> Result<FormFile, UploadError> {
-        self.check_name_and_type(filename, content_type.as_deref())?;
+    pub async fn store_form_file(&self, new: NewFormFile, body: ByteStream<'_>) -> Result<FormFile, UploadError> {
+        self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
+        check_metadata(&new.metadata)?;
+        let new = NewFormFile { metadata: self.approve(&new).await?.unwrap_or(new.metadata), ..new };
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
-        let key = ObjectKey::new(&id, filename);
+        let key = ObjectKey::new(&id, &new.filename);
         // The form's text fields may come after the file: only the content type goes along.
-        let attributes = ObjectAttributes { content_type: content_type.clone(), ..ObjectAttributes::default() };
+        let attributes = ObjectAttributes { content_type: new.content_type.clone(), ..ObjectAttributes::default() };
         let object = self.storage.put_object(&key, body, self.policy.chunks.max_file_size, &attributes).await?;
         self.metrics.bytes_received.inc_by(object.size);
-        Ok(FormFile { id, key, filename: filename.to_owned(), content_type, object })
+        let approved_by_hook = self.hook.is_some();
+        let NewFormFile { filename, content_type, metadata, .. } = new;
+        Ok(FormFile { id, key, filename, content_type, object, metadata, approved_by_hook })
     }
 
-    /// Records a stored form file as a `completed` upload with `metadata`.
-    pub async fn register_form_upload(&self, file: FormFile, metadata: Metadata) -> Result<UploadStatus, UploadError> {
+    /// Records a stored form file as a `completed` upload, with the text fields that came
+    /// before the file and `later`, those after it (refused when a hook approved the file:
+    /// it has not seen them).
+    pub async fn register_form_upload(&self, mut file: FormFile, later: Metadata) -> Result<UploadStatus, UploadError> {
+        if file.approved_by_hook && !later.is_empty() {
+            self.discard_form_file(file).await;
+            return Err(UploadError::InvalidRequest(
+                "text fields must come before the file: the server's approval hook has seen only those".into(),
+            ));
+        }
+        let mut metadata = std::mem::take(&mut file.metadata);
+        metadata.extend(later);
         if let Err(err) = check_metadata(&metadata) {
             self.discard_form_file(file).await;
             return Err(err);

@@ -1,7 +1,8 @@
 //! `UploadService`: the one place that combines the session store and the object store.
 //! It owns the rules: chunk planning, the state machine (`uploading -> completing ->
 //! completed | failed`, and `canceled`), who assembles an object, and what expiry cleans.
-//! Handlers call it; it never sees HTTP.
+//! Before it creates an upload, it asks the operator's pre-create hook, if one is set.
+//! Handlers call it; it never sees their HTTP.
 
 mod append;
 mod chunk;
@@ -9,6 +10,7 @@ mod complete;
 mod concat;
 mod error;
 mod form;
+mod hooks;
 mod sweep;
 
 use std::sync::Arc;
@@ -26,7 +28,8 @@ pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
 pub use concat::{NewFinalUpload, MAX_PARTIALS};
 pub use error::UploadError;
-pub use form::FormFile;
+pub use form::{FormFile, NewFormFile};
+pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol, Transfer};
 
 /// Largest metadata accepted, as JSON bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -63,6 +66,8 @@ pub struct NewUpload {
     pub chunk_size: Option<u64>,
     /// Its metadata.
     pub metadata: Metadata,
+    /// Who asks, and how (for the pre-create hook).
+    pub caller: Caller,
 }
 
 /// An upload as status and resume report it.
@@ -83,6 +88,7 @@ pub struct UploadService {
     policy: Arc<UploadPolicy>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    hook: Option<PreCreateHook>,
 }
 
 impl UploadService {
@@ -94,7 +100,13 @@ impl UploadService {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
-        Self { sessions, storage, policy: Arc::new(policy), clock, metrics }
+        Self { sessions, storage, policy: Arc::new(policy), clock, metrics, hook: None }
+    }
+
+    /// The same service, asking `hook` before it creates any upload.
+    pub fn with_pre_create_hook(mut self, hook: PreCreateHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Opens an upload. An empty file is stored at once and comes back `completed`.
@@ -103,6 +115,7 @@ impl UploadService {
         self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
         check_metadata(&new.metadata)?;
         let plan = ChunkPlan::new(new.size, new.chunk_size, &self.policy.chunks)?;
+        let new = NewUpload { metadata: self.approve(&new).await?.unwrap_or(new.metadata), ..new };
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);
@@ -110,6 +123,15 @@ impl UploadService {
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
         record.part_chunks = self.storage.chunks_per_part(plan.chunk_size());
         self.open(record).await
+    }
+
+    /// Asks the pre-create hook, when one is set, whether `request` may be created: after
+    /// ferry's own checks, before anything is stored. `Some` replaces the client's metadata.
+    async fn approve<'a>(&self, request: impl Into<HookRequest<'a>>) -> Result<Option<Metadata>, UploadError> {
+        match &self.hook {
+            Some(hook) => hook.approve(request.into()).await,
+            None => Ok(None),
+        }
     }
 
     /// Prepares storage for a new record and stores it: an empty file is stored at once

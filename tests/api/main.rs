@@ -14,6 +14,7 @@ mod events;
 mod expiry;
 mod fault_matrix;
 mod form;
+mod hooks;
 mod hostile;
 mod lifecycle;
 mod limits;

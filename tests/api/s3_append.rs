@@ -14,7 +14,7 @@ use ferry::metrics::Metrics;
 use ferry::session::EmbeddedSessionStore;
 use ferry::storage::contract::{body, bytes, Inspect, PART};
 use ferry::storage::{AppendAt, ObjectAttributes, ObjectStore, S3ObjectStore, StagedUpload, StorageError};
-use ferry::upload::{AppendRequest, NewAppendUpload, UploadError, UploadPolicy, UploadService};
+use ferry::upload::{AppendRequest, Caller, NewAppendUpload, Protocol, UploadError, UploadPolicy, UploadService};
 
 use crate::support::s3::{Kind, S3Server, BUCKET, PREFIX};
 
@@ -152,6 +152,7 @@ async fn an_upload_appended_through_the_service_on_s3_is_byte_identical(server: 
         content_type: None,
         metadata: Default::default(),
         partial: false,
+        caller: Caller::relay(Protocol::Tus, None),
     };
     let record = service.init_append(new).await.unwrap();
     let id = record.id;

@@ -9,15 +9,21 @@ use super::url;
 use crate::auth::TokenSigner;
 use crate::domain::{UploadRecord, UploadState};
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::CreatorAccess;
 use crate::startup::AppState;
-use crate::upload::{NewFinalUpload, UploadError};
+use crate::upload::{NewFinalUpload, Protocol, UploadError};
 
 /// `POST /files/` with `Upload-Concat: final;…`: makes the final upload of the partial
 /// uploads at `urls` and assembles it before answering 201 with `Location`. Its length is
 /// theirs, so a length header is a 400; it takes no bytes, so a body is a 403 (as tusd
 /// answers). A URL whose token is wrong reads exactly like an unknown partial.
 #[tracing::instrument(name = "Make a tus final upload", skip_all, fields(upload_id, partials = urls.len()))]
-pub async fn create_final(req: &HttpRequest, urls: &[&str], state: &AppState) -> Result<HttpResponse, ApiError> {
+pub async fn create_final(
+    req: &HttpRequest,
+    urls: &[&str],
+    access: CreatorAccess,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     let h = req.headers();
     if h.contains_key(tus::UPLOAD_LENGTH) || h.contains_key(tus::UPLOAD_DEFER_LENGTH) {
         return Err(ApiError::new(
@@ -41,6 +47,7 @@ pub async fn create_final(req: &HttpRequest, urls: &[&str], state: &AppState) ->
             content_type: meta.content_type,
             metadata: meta.metadata,
             partials,
+            caller: access.caller(Protocol::Tus),
         })
         .await?;
     tracing::Span::current().record("upload_id", tracing::field::display(record.id));

@@ -16,7 +16,7 @@ use crate::domain::{DeclaredDigest, UploadId, UploadState};
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::{CreatorAccess, UploadBody};
 use crate::startup::AppState;
-use crate::upload::{AppendRequest, Appended, NewAppendUpload, UploadError};
+use crate::upload::{AppendRequest, Appended, NewAppendUpload, Protocol, UploadError};
 
 /// The file name of an upload whose metadata names none.
 pub(super) const DEFAULT_FILENAME: &str = "upload";
@@ -39,10 +39,10 @@ pub fn options(state: &AppState) -> HttpResponse {
 /// `Upload-Concat: final;…` makes a final upload instead (see `concat`).
 #[tracing::instrument(name = "Create a tus upload", skip_all, fields(upload_id))]
 pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
-    CreatorAccess::from_request(req, &mut Payload::None).await?;
+    let access = CreatorAccess::from_request(req, &mut Payload::None).await?;
     let h = req.headers();
     let partial = match tus::concat(h)? {
-        Some(UploadConcat::Final(urls)) => return super::concat::create_final(req, &urls, state).await,
+        Some(UploadConcat::Final(urls)) => return super::concat::create_final(req, &urls, access, state).await,
         Some(UploadConcat::Partial) => true,
         None => false,
     };
@@ -61,6 +61,7 @@ pub async fn create(req: &HttpRequest, mut payload: Payload, state: &AppState) -
             content_type: meta.content_type,
             metadata: meta.metadata,
             partial,
+            caller: access.caller(Protocol::Tus),
         })
         .await?;
     tracing::Span::current().record("upload_id", tracing::field::display(record.id));
