@@ -185,6 +185,24 @@ def next_patch_goes_to_instance_1(since: int) -> bool:
     return len(stored) >= 3 and lines[-1]["status"] == "204" and instance_of(lines[-1]["upstream"]) == 3
 
 
+def kill_instance_1_mid_patch(client: Client, since: int, t0: float) -> None:
+    wait_for("three PATCHes stored, the last by instance 3", lambda: next_patch_goes_to_instance_1(since),
+             client, timeout=60)
+    # A fifth of a PATCH's time: its body is streaming into instance 1, with most of it
+    # still to come when the kill lands.
+    time.sleep(CHUNK / LINK_RATE / 5)
+    stored_before = sum(1 for line in patch_lines(since) if line["status"] == "204")
+    cluster("kill", "1")
+    log(f"tus: instance 1 killed with -9 at {time.monotonic() - t0:.1f}s, after {stored_before} stored PATCHes")
+
+
+def start_instance_1_again(t0: float) -> None:
+    """Starts instance 1 unless it runs (the kill may not have happened)."""
+    if 1 not in ferry_pids():
+        cluster("up", "1")
+        log(f"tus: instance 1 started again at {time.monotonic() - t0:.1f}s")
+
+
 def tus_js_through_a_kill() -> None:
     size = 48 * MIB
     path = WORK / "tus-js-48MiB.bin"
@@ -195,29 +213,19 @@ def tus_js_through_a_kill() -> None:
     log(f"tus: tus-js-client, {size // MIB} MiB in PATCHes of {CHUNK // MIB} MiB through the balancer "
         f"(link paced at {LINK_RATE / MIB:.0f} MiB/s), instance 1 killed with -9 mid-PATCH")
     client = tus_js("tus-js-kill", endpoint, path)
-    killed = False
     t0 = time.monotonic()
     try:
-        wait_for("three PATCHes stored, the last by instance 3", lambda: next_patch_goes_to_instance_1(since),
-                 client, timeout=60)
-        # A third of a PATCH's time, so that its body is streaming into instance 1.
-        time.sleep(CHUNK / LINK_RATE / 3)
-        stored_before = sum(1 for line in patch_lines(since) if line["status"] == "204")
-        cluster("kill", "1")
-        killed = True
-        log(f"tus: instance 1 killed with -9 at {time.monotonic() - t0:.1f}s, "
-            f"after {stored_before} stored PATCHes")
-        # nginx skips a refusing instance for 2 s; start it again after that.
-        time.sleep(2)
-        cluster("up", "1")
-        killed = False
-        log(f"tus: instance 1 started again at {time.monotonic() - t0:.1f}s")
+        try:
+            kill_instance_1_mid_patch(client, since, t0)
+            # nginx skips a refusing instance for 2 s; start it again after that, while
+            # the client still waits for the dead instance's claim to lapse.
+            time.sleep(2)
+        finally:
+            start_instance_1_again(t0)
         result = client.result(CLIENT_TIMEOUT)
     finally:
         client.stop()
         relay.close()
-        if killed and 1 not in ferry_pids():
-            cluster("up", "1")
     upload_id, sha = stored_upload(result["url"], endpoint, path)
     by_status, stored = spread(patch_lines(since, upload_id))
     assert_spread("tus-js-client", stored)
