@@ -8,8 +8,9 @@ skipped. nginx balances round robin with no stickiness, so the PATCHes of one up
 on different instances, which share the upload through Redis and its bytes through S3.
 
 1. tus-js-client sends a 48 MiB file in PATCHes of 4 MiB over a paced link while
-   instance 1 is killed with SIGKILL in the middle of a PATCH, then started again. It
-   must finish by itself, with its own retries, and the object in S3 must be identical.
+   instance 1 is killed with SIGKILL in the middle of a PATCH (which must show in the
+   balancer's log as a failed PATCH), then started again. It must finish by itself, with
+   its own retries, and the object in S3 must be identical.
 2. tuspy sends a file in PATCHes of 4 MiB, each with a checksum; the object must be
    identical.
 3. tus-js-client with `parallelUploads: 3` (partial uploads, concatenated at the end), only
@@ -63,8 +64,8 @@ def require_clients() -> None:
     if importlib.util.find_spec("tusclient") is None:
         missing.append(f"tuspy (for {sys.executable})")
     if missing:
-        raise Skip(f"{' and '.join(missing)} not installed; scripts/test-tus-clients.sh installs them "
-                   f"(scripts/test.sh runs it before the cluster test)")
+        raise Skip(f"{' and '.join(missing)} not installed: scripts/test-tus-clients.sh installs the tus "
+                   f"clients (scripts/test.sh runs it before the cluster test)")
 
 
 # ---- the clients ---------------------------------------------------------------------
