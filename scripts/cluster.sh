@@ -270,7 +270,10 @@ EOF
             proxy_pass http://ferry;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host \$host;
+            # The Host the client sent, port included (\$host drops the port): ferry builds
+            # the tus upload URL (Location) from it, and without the port that URL sends the
+            # client's HEAD and PATCH requests to port 80.
+            proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_set_header X-Request-Id \$ferry_request_id;

@@ -3,11 +3,17 @@
 # behind a real nginx, Redis, s3s-fs) and runs tests/cluster/cluster_test.py against it:
 #   - a 40 MiB single request is refused with 413 by nginx (the wall is real);
 #   - 20 concurrent uploads of 32 MiB through the balancer, zero failures;
+#   - a SIGTERM drains an instance: /readyz 503 at once, the chunk in flight finishes;
 #   - a 300 MiB `ferry upload` through the balancer while instance 1 is killed with -9
-#     and instance 2 is restarted with SIGTERM; the object in S3 is byte-identical.
+#     and instance 2 is restarted with SIGTERM; the object in S3 is byte-identical;
+#   - the compose file's healthcheck command against a live instance;
+#   - real tus clients through the balancer: tus-js-client through a kill -9 of
+#     instance 1 mid-PATCH, and tuspy; both objects byte-identical (needs node,
+#     tus-js-client and tuspy, which scripts/test-tus-clients.sh installs; else skipped).
 # Stops everything at the end, pass or fail. A few minutes on 2 cores, most of it the
 # release build when it is not there yet.
-# Usage: scripts/test-cluster.sh [wall] [concurrent] [rolling]   (default: all three)
+# Usage: scripts/test-cluster.sh [wall] [healthcheck] [concurrent] [drain] [rolling] [tus]
+#        (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
