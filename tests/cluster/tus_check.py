@@ -42,8 +42,8 @@ CHUNK = 4 * MIB
 # tus-js-client's link to the balancer: at 8 MiB/s a 4 MiB PATCH lasts half a second,
 # long enough to kill the instance that receives it while its body streams.
 LINK_RATE = int(os.environ.get("CLUSTER_TEST_TUS_LINK_RATE", 8 * MIB))
-# An instance killed during a PATCH holds that upload's append claim until its lease
-# lapses (uploads.completion_lease_secs, 60 s), so the client may wait that long.
+# An instance killed during a PATCH holds that upload's append claim until it lapses (10 s
+# after its last heartbeat), so the client waits about that long; the timeout leaves room.
 CLIENT_TIMEOUT = 240
 
 

@@ -21,10 +21,10 @@ if (!endpoint || !path || !chunkArg) {
 const chunkSize = Number(chunkArg);
 const parallelUploads = Number(parallelArg ?? 1);
 
-// An instance killed in the middle of a PATCH keeps that upload's append claim until its
-// lease lapses (uploads.completion_lease_secs, 60 s by default); meanwhile the others answer
-// 423 and tus-js-client waits and tries again. The delays cover about 100 s with no
-// progress; the count starts again after each PATCH that moves the offset.
+// An instance killed in the middle of a PATCH keeps that upload's append claim until it
+// lapses (10 s after its last heartbeat); meanwhile the others answer 423 and
+// tus-js-client waits and tries again. The delays cover about 100 s with no progress (a
+// wide margin); the count starts again after each PATCH that moves the offset.
 const retryDelays = [0, 500, 1000, 2000, 4000, ...Array(18).fill(5000)];
 
 /** tus-js-client's own rule (retry unless a 4xx other than 409 and 423), with a log line. */
