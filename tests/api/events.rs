@@ -47,12 +47,11 @@ async fn an_upload_s_events_reach_the_webhook_signed(app: TestApp, receiver: Rec
     assert_eq!(completed["data"]["state"], "completed");
     assert_eq!(completed["data"]["upload_id"], up.id.as_str());
     assert!(completed["id"].as_str().unwrap().starts_with(&up.id));
-    let kinds: Vec<Value> = receiver
-        .accepted()
-        .into_iter()
-        .filter(|e| e["upload_id"] == up.id.as_str())
-        .map(|e| e["type"].clone())
-        .collect();
+    // Deliveries may arrive in any order; the number in the id orders them.
+    let number = |e: &Value| e["id"].as_str().and_then(|id| id.rsplit('-').next()?.parse::<u64>().ok()).unwrap();
+    let mut events: Vec<Value> = receiver.accepted().into_iter().filter(|e| e["upload_id"] == up.id.as_str()).collect();
+    events.sort_by_key(number);
+    let kinds: Vec<&Value> = events.iter().map(|e| &e["type"]).collect();
     assert_eq!(kinds, ["upload.created", "upload.progress", "upload.completed"]);
     assert!(receiver.got().iter().all(|r| r.verified), "every delivery is signed: {:#?}", receiver.got());
     let metrics = app.metrics().await;
@@ -60,14 +59,14 @@ async fn an_upload_s_events_reach_the_webhook_signed(app: TestApp, receiver: Rec
 }
 
 #[tokio::test]
-async fn embedded_events_reach_a_webhook_signed_and_in_order() {
+async fn embedded_events_reach_a_webhook_signed() {
     let receiver = Receiver::start(0);
     let app = embedded(&receiver.url, &[]);
     an_upload_s_events_reach_the_webhook_signed(app, receiver).await;
 }
 
 #[tokio::test]
-async fn cloud_events_reach_a_webhook_signed_and_in_order() {
+async fn cloud_events_reach_a_webhook_signed() {
     let receiver = Receiver::start(0);
     let redis = RedisServer::start();
     let app = cloud(&redis, &receiver.url);
