@@ -4,15 +4,7 @@
 -- finished.
 -- Returns {'ok', offset, length or '', fence, claim_until} (fence 0: no completion claim)
 -- or {'lost'} when the writer's claim is not live.
-
--- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
--- record as it is now.
-local function emit(kind, now)
-  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
-  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
-  local record = redis.call('HGETALL', KEYS[1])
-  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
-end
+-- `emit` (emit.lua) is prepended when the script is loaded.
 
 local now = tonumber(ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires', 'append', 'offset',

@@ -1,15 +1,7 @@
 -- End a claim. KEYS: upload, parts, outbox. ARGV: fence, outcome (completed | failed | release |
 -- reopen), text (etag or error), now, ttl, margin, then the chunks to forget (reopen).
 -- Returns 1, or 0 unless that claim is live on an unexpired record.
-
--- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
--- record as it is now.
-local function emit(kind, now)
-  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
-  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
-  local record = redis.call('HGETALL', KEYS[1])
-  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
-end
+-- `emit` (emit.lua) is prepended when the script is loaded.
 
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'claim_fence', 'claim_until', 'expires')

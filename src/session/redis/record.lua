@@ -2,15 +2,7 @@
 -- ttl, lease, margin, progress ('1': a progress event may be due). Returns {'ok',
 -- received, bytes, fence, claim_until, replaced receipt or ''} (fence 0: no claim),
 -- {'refused', state} or {'missing'}.
-
--- Records event `kind` at `now` in the upload's outbox (KEYS[3]), numbered, with the
--- record as it is now.
-local function emit(kind, now)
-  local n = redis.call('HINCRBY', KEYS[1], 'events', 1)
-  if kind == 'upload.progress' then redis.call('HSET', KEYS[1], 'progress_at', now) end
-  local record = redis.call('HGETALL', KEYS[1])
-  redis.call('RPUSH', KEYS[3], cjson.encode({n = n, type = kind, time = now, record = record}))
-end
+-- `emit` (emit.lua) is prepended when the script is loaded.
 
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'total')
