@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Duration;
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::Database;
 
 use self::outbox::{COUNTERS, OUTBOX};
 use super::codec::{decode_receipt, decode_record, encode};
@@ -17,14 +17,13 @@ use super::{
 };
 use crate::domain::{ChunkIndex, Claim, EventKind, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
 
+mod append;
 mod log;
 mod outbox;
+mod sweep;
+mod tables;
 
-const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads_v1");
-const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts_v1");
-/// (due time in ms, upload id): the sweeper's index of what to look at when. Kept exact:
-/// every write of a record moves its entry to the record's `due_at`.
-const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry_v1");
+use self::tables::{Tables, EXPIRY, PARTS, UPLOADS};
 
 /// A `SessionStore` kept in `<dir>/sessions.redb`.
 #[derive(Clone)]
@@ -98,72 +97,6 @@ async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
 ) -> Result<T, SessionError> {
     tokio::task::spawn_blocking(f).await.map_err(SessionError::unavailable)?
-}
-
-/// The tables, opened in one write transaction.
-struct Tables<'txn> {
-    uploads: Table<'txn, &'static str, &'static [u8]>,
-    parts: Table<'txn, (&'static str, u32), &'static [u8]>,
-    expiry: Table<'txn, (i64, &'static str), ()>,
-    outbox: Table<'txn, u64, &'static [u8]>,
-    counters: Table<'txn, &'static str, u64>,
-}
-
-impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, SessionError> {
-        Ok(Self {
-            uploads: txn.open_table(UPLOADS).map_err(SessionError::unavailable)?,
-            parts: txn.open_table(PARTS).map_err(SessionError::unavailable)?,
-            expiry: txn.open_table(EXPIRY).map_err(SessionError::unavailable)?,
-            outbox: txn.open_table(OUTBOX).map_err(SessionError::unavailable)?,
-            counters: txn.open_table(COUNTERS).map_err(SessionError::unavailable)?,
-        })
-    }
-
-    fn load(&self, id: &str) -> Result<Option<UploadRecord>, SessionError> {
-        match self.uploads.get(id).map_err(SessionError::unavailable)? {
-            Some(bytes) => decode_record(bytes.value()).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Loads a record that exists and has not expired at `now`.
-    fn load_live(&self, id: &str, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
-        Ok(self.load(id)?.filter(|r| !r.is_expired(now)))
-    }
-
-    /// Writes `record`, moving its due-index entry from `old_due` to its `due_at`.
-    fn save(&mut self, record: &UploadRecord, old_due: Option<Timestamp>) -> Result<(), SessionError> {
-        let id = record.id.to_string();
-        if let Some(old) = old_due {
-            self.expiry.remove((old.timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
-        }
-        self.expiry.insert((record.due_at().timestamp_millis(), id.as_str()), ()).map_err(SessionError::unavailable)?;
-        self.uploads.insert(id.as_str(), encode(record)?.as_slice()).map_err(SessionError::unavailable)?;
-        Ok(())
-    }
-
-    fn drop_parts(&mut self, id: &str) -> Result<(), SessionError> {
-        let keys: Vec<u32> = self
-            .parts
-            .range((id, 0)..=(id, u32::MAX))
-            .map_err(SessionError::unavailable)?
-            .map(|entry| entry.map(|(k, _)| k.value().1))
-            .collect::<Result<_, _>>()
-            .map_err(SessionError::unavailable)?;
-        for index in keys {
-            self.parts.remove((id, index)).map_err(SessionError::unavailable)?;
-        }
-        Ok(())
-    }
-
-    fn remove(&mut self, record: &UploadRecord) -> Result<(), SessionError> {
-        let id = record.id.to_string();
-        self.drop_parts(&id)?;
-        self.expiry.remove((record.due_at().timestamp_millis(), id.as_str())).map_err(SessionError::unavailable)?;
-        self.uploads.remove(id.as_str()).map_err(SessionError::unavailable)?;
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -384,32 +317,7 @@ impl SessionStore for EmbeddedSessionStore {
         lease: Duration,
     ) -> Result<AppendStart, SessionError> {
         let id = id.to_string();
-        self.write(move |t| {
-            let Some(mut record) = t.load_live(&id, now)? else {
-                return Ok(AppendStart::NotFound);
-            };
-            let Some(expected) = record.append.as_ref().map(|a| a.offset) else {
-                return Ok(AppendStart::Refused(record.state));
-            };
-            if record.state != UploadState::Uploading {
-                return Ok(AppendStart::Refused(record.state));
-            }
-            if record.has_live_claim(now) {
-                return Ok(AppendStart::Busy);
-            }
-            if expected != offset {
-                return Ok(AppendStart::OffsetMismatch { expected });
-            }
-            let old_due = record.due_at();
-            record.fence += 1;
-            let claim = Claim { fence: record.fence, until: now + lease };
-            record.claim = Some(claim);
-            record.updated_at = now;
-            record.expires_at = (now + ttl).max(claim.until);
-            t.save(&record, Some(old_due))?;
-            Ok(AppendStart::Granted { claim, record: Box::new(record) })
-        })
-        .await
+        self.write(move |t| t.begin_append(&id, offset, now, ttl, lease)).await
     }
 
     #[tracing::instrument(name = "embedded.end_append", skip_all, fields(upload_id = %id, fence))]
@@ -423,37 +331,7 @@ impl SessionStore for EmbeddedSessionStore {
         lease: Duration,
     ) -> Result<AppendEnd, SessionError> {
         let (id, progress) = (id.to_string(), progress.clone());
-        self.write(move |t| {
-            let Some(mut record) = t.load(&id)? else {
-                return Ok(AppendEnd::Lost);
-            };
-            if !record.holds_writer(fence, now) {
-                return Ok(AppendEnd::Lost);
-            }
-            let old_due = record.due_at();
-            for (index, receipt) in &progress.parts {
-                let previous = t.parts.insert((id.as_str(), index.0), encode(receipt)?.as_slice());
-                if previous.map_err(SessionError::unavailable)?.is_none() {
-                    record.received_chunks += 1;
-                }
-            }
-            let Some(append) = record.append.as_mut() else { return Ok(AppendEnd::Lost) };
-            append.offset = append.offset.max(progress.offset);
-            append.cursor = progress.cursor;
-            append.length = progress.length.or(append.length);
-            let (offset, length) = (append.offset, append.length);
-            record.bytes_received = offset;
-            record.claim = None;
-            record.updated_at = now;
-            record.expires_at = now + ttl;
-            let claim = record.is_claimable(now).then(|| record.take_claim(now, lease));
-            if progress.report_progress && progress_due(&record, now) {
-                t.emit(&mut record, EventKind::Progress, now)?;
-            }
-            t.save(&record, Some(old_due))?;
-            Ok(AppendEnd::Recorded { offset, length, claim })
-        })
-        .await
+        self.write(move |t| t.end_append(&id, fence, progress, now, ttl, lease)).await
     }
 
     #[tracing::instrument(name = "embedded.cancel", skip_all, fields(upload_id = %id))]
@@ -518,50 +396,13 @@ impl SessionStore for EmbeddedSessionStore {
     #[tracing::instrument(name = "embedded.retire", skip_all, fields(upload_id = %id))]
     async fn retire(&self, id: &UploadId, now: Timestamp) -> Result<Retired, SessionError> {
         let id = id.to_string();
-        self.write(move |t| {
-            let Some(mut record) = t.load(&id)? else {
-                return Ok(Retired::NotFound);
-            };
-            if record.has_live_claim(now) {
-                return Ok(Retired::NotDue(record.due_at()));
-            }
-            if record.state == UploadState::Completing {
-                return Ok(Retired::Unfinished);
-            }
-            if !record.is_expired(now) {
-                return Ok(Retired::NotDue(record.due_at()));
-            }
-            if record.state == UploadState::Uploading {
-                let old_due = record.due_at();
-                let before = record.clone();
-                record.state = UploadState::Expired;
-                record.fence += 1;
-                record.claim = None;
-                record.updated_at = now;
-                t.drop_parts(&id)?;
-                t.emit(&mut record, EventKind::Expired, now)?;
-                t.save(&record, Some(old_due))?;
-                return Ok(Retired::Retired(Box::new(before)));
-            }
-            Ok(Retired::Retired(Box::new(record)))
-        })
-        .await
+        self.write(move |t| t.retire(&id, now)).await
     }
 
     #[tracing::instrument(name = "embedded.remove_expired", skip_all, fields(upload_id = %id))]
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
         let id = id.to_string();
-        self.write(move |t| {
-            let Some(record) = t.load(&id)? else {
-                return Ok(None);
-            };
-            if !record.is_expired(now) || !record.state.is_final() {
-                return Ok(None);
-            }
-            t.remove(&record)?;
-            Ok(Some(record))
-        })
-        .await
+        self.write(move |t| t.remove_expired(&id, now)).await
     }
 
     async fn outbox(&self, _: Timestamp, _: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError> {
