@@ -16,8 +16,11 @@
 //! - [`upload::UploadService`] owns the rules and is the only place that combines the two
 //!   stores below it.
 //! - [`session::SessionStore`] keeps upload records (embedded redb, or Redis shared by
-//!   every instance); [`storage::ObjectStore`] keeps bytes (local files, or S3). Each
-//!   trait has one shared contract suite that every backend passes.
+//!   every instance), with an outbox of the events each change records;
+//!   [`storage::ObjectStore`] keeps bytes (local files, or S3). Each trait has one shared
+//!   contract suite that every backend passes.
+//! - [`events`] takes events from the outbox to the [`events::EventLog`] (the Redis stream,
+//!   or the embedded store's log) and on to webhooks.
 //! - [`domain`] holds the validated value types: ids, chunk plan, digests, keys, records.
 //! - [`client`] is the other side: the upload client behind `ferry upload`.
 
