@@ -27,8 +27,10 @@ pub struct Metrics {
     pub chunks_received: IntCounter,
     /// Chunk and form bytes stored.
     pub bytes_received: IntCounter,
-    /// Round trips to Redis (with the Redis session store).
+    /// Round trips to Redis (with the Redis session store) for requests and the sweeper.
     pub redis_round_trips: IntCounter,
+    /// Round trips to Redis for publishing and delivering events.
+    pub redis_event_round_trips: IntCounter,
     /// Upload bodies being read now (at most `server.max_bodies_in_flight`).
     pub bodies_in_flight: IntGauge,
     chunks_rejected: IntCounterVec,
@@ -98,7 +100,11 @@ impl Metrics {
             sweep_failures: counter("sweep_failures_total", "Sweeper steps that failed for one upload")?,
             chunks_received: counter("chunks_received_total", "Chunks stored and recorded")?,
             bytes_received: counter("bytes_received_total", "Chunk and form bytes stored")?,
-            redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis")?,
+            redis_round_trips: counter("redis_round_trips_total", "Round trips to Redis for requests and the sweeper")?,
+            redis_event_round_trips: counter(
+                "redis_event_round_trips_total",
+                "Round trips to Redis for publishing and delivering events",
+            )?,
             bodies_in_flight,
             chunks_rejected,
             pre_create_hook_calls,

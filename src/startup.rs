@@ -64,7 +64,7 @@ impl Application {
     pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         settings.validate()?;
         let metrics = Metrics::new().context("Failed to register metrics")?;
-        let (sessions, log, secret) = open_sessions(settings, &metrics).await?;
+        let Stores { sessions, events, log, secret } = open_sessions(settings, &metrics).await?;
         let storage = open_storage(settings).await?;
         let u = &settings.uploads;
         let policy = UploadPolicy {
@@ -76,7 +76,7 @@ impl Application {
             require_chunk_md5: u.require_chunk_md5,
         };
         let e = &settings.events;
-        let publisher = Publisher::new(Arc::clone(&sessions), Arc::clone(&log), metrics.clone(), e.stream_max_len);
+        let publisher = Publisher::new(events, Arc::clone(&log), metrics.clone(), e.stream_max_len);
         let webhooks = match e.webhooks.is_empty() {
             true => None,
             false => {
@@ -183,11 +183,20 @@ fn secs(s: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
 
-/// The session store, the same store as the event log, and the token secret.
-async fn open_sessions(
-    settings: &Settings,
-    metrics: &Metrics,
-) -> anyhow::Result<(Arc<dyn SessionStore>, Arc<dyn EventLog>, Vec<u8>)> {
+/// The stores the settings name, and the token secret.
+struct Stores {
+    /// Upload records, for the requests and the sweeper.
+    sessions: Arc<dyn SessionStore>,
+    /// The same records, for the event publisher's outbox: with Redis, a connection of
+    /// its own (its round trips counted apart), so that background work never queues
+    /// behind or in front of a request's.
+    events: Arc<dyn SessionStore>,
+    /// Where published events go, on the publisher's connection.
+    log: Arc<dyn EventLog>,
+    secret: Vec<u8>,
+}
+
+async fn open_sessions(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Stores> {
     match settings.sessions.backend {
         SessionBackend::Embedded => {
             let dir = &settings.sessions.embedded.path;
@@ -198,7 +207,7 @@ async fn open_sessions(
                 None => secret_beside(dir)?,
             };
             let store = Arc::new(store);
-            Ok((store.clone(), store, secret))
+            Ok(Stores { sessions: store.clone(), events: store.clone(), log: store, secret })
         }
         SessionBackend::Redis => {
             let redis = &settings.sessions.redis;
@@ -209,8 +218,13 @@ async fn open_sessions(
                 tracing::warn!(error = %crate::error::chain(&err), "Redis does not answer yet");
             }
             let secret = settings.auth.secret.as_ref().context("auth.secret is required with Redis")?;
-            let store = Arc::new(store);
-            Ok((store.clone(), store, secret.as_bytes().to_vec()))
+            let events = Arc::new(RedisSessionStore::with_settings(redis, metrics.redis_event_round_trips.clone())?);
+            Ok(Stores {
+                sessions: Arc::new(store),
+                events: events.clone(),
+                log: events,
+                secret: secret.as_bytes().to_vec(),
+            })
         }
     }
 }
