@@ -16,7 +16,11 @@ const TTL_SECS: u64 = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn abandoned_uploads_and_cancels_whose_abort_failed_leave_nothing_once_expired() {
-    let cluster = Cluster::start_with(8, &[("FERRY__UPLOADS__SESSION_TTL_SECS", "6")]).await;
+    // Chunks of S3's smallest part go straight into parts here (part_size 5 MiB), so the six
+    // uploads open quickly enough for the short TTL; grouped small chunks are the matrix's.
+    let part_size = PART.to_string();
+    let settings = [("FERRY__UPLOADS__SESSION_TTL_SECS", "6"), ("FERRY__STORAGE__S3__PART_SIZE", part_size.as_str())];
+    let cluster = Cluster::start_with(8, &settings).await;
     let http = reqwest::Client::new();
     let mut uploads = Vec::new();
     for n in 0..6u64 {
