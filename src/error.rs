@@ -8,7 +8,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
-use crate::domain::{ChunkPlanError, UploadState};
+use crate::domain::{ChunkPlanError, ProcessingRefusal, UploadState};
 use crate::session::SessionError;
 use crate::storage::StorageError;
 use crate::upload::UploadError;
@@ -77,6 +77,7 @@ error_codes! {
     PartialUploadUnfinished = ("partial-upload-unfinished", BAD_REQUEST, "A partial upload the final names is not finished"),
     FinalUploadImmutable = ("final-upload-immutable", FORBIDDEN, "A final upload takes no appends"),
     UnsupportedVersion = ("unsupported-version", PRECONDITION_FAILED, "The protocol version is not supported"),
+    InvalidTransition = ("invalid-transition", CONFLICT, "The processing stage cannot move that way"),
     RejectedByHook = ("rejected-by-hook", FORBIDDEN, "The server's approval hook refused the upload"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
@@ -212,6 +213,7 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::NotAPartialUpload { .. } => ErrorCode::NotAPartialUpload,
         UploadError::PartialUnfinished { .. } => ErrorCode::PartialUploadUnfinished,
         UploadError::FinalUploadImmutable => ErrorCode::FinalUploadImmutable,
+        UploadError::InvalidTransition(_) => ErrorCode::InvalidTransition,
         UploadError::RejectedByHook(_) => ErrorCode::RejectedByHook,
         UploadError::HookUnavailable(_) => ErrorCode::HookUnavailable,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
@@ -251,6 +253,10 @@ impl From<UploadError> for ApiError {
             }
             UploadError::PartialUnfinished { position, state } => {
                 api.with("position", position).with("state", state.as_str())
+            }
+            UploadError::InvalidTransition(ProcessingRefusal::NotCompleted(state)) => api.with("state", state.as_str()),
+            UploadError::InvalidTransition(ProcessingRefusal::Transition { from, to }) => {
+                api.with("from", from.as_str()).with("to", to.as_str())
             }
             UploadError::ChecksumMismatch { expected, actual } => {
                 api.with("expected_md5", expected.to_string()).with("actual_md5", actual.to_string())

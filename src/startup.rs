@@ -33,6 +33,8 @@ pub struct AppState {
     pub tokens: TokenSigner,
     /// Keys that may create uploads.
     pub api_keys: ApiKeys,
+    /// Keys of the app's processors.
+    pub processor_keys: ApiKeys,
     /// `uploads.max_file_size`, as protocols advertise it (tus `Tus-Max-Size`).
     pub max_file_size: u64,
     /// The metrics.
@@ -74,6 +76,7 @@ impl Application {
             sweep_interval: secs(u.sweep_interval_secs),
             allowed_content_types: u.allowed_content_types.clone(),
             require_chunk_md5: u.require_chunk_md5,
+            processing: settings.processing.enabled,
         };
         let e = &settings.events;
         let publisher = Publisher::new(events, Arc::clone(&log), metrics.clone(), e.stream_max_len);
@@ -94,6 +97,7 @@ impl Application {
             service,
             tokens: TokenSigner::new(&secret),
             api_keys: ApiKeys::new(&settings.auth.api_keys),
+            processor_keys: ApiKeys::new(&settings.auth.processor_keys),
             max_file_size: u.max_file_size,
             bodies: crate::routes::BodyLimits::new(
                 settings.server.max_bodies_in_flight,

@@ -29,6 +29,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("uploads.allowed_content_types")
             .with_list_parse_key("auth.api_keys")
+            .with_list_parse_key("auth.processor_keys")
             .with_list_parse_key("server.cors_origins")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
@@ -42,6 +43,9 @@ impl Settings {
         let fail = |msg: String| Err(SettingsError::Invalid(msg));
         if let Some(problem) = self.events.problem() {
             return fail(problem);
+        }
+        if self.processing.enabled && self.auth.processor_keys.iter().all(|k| k.trim().is_empty()) {
+            return fail("processing.enabled needs auth.processor_keys: processors report with one of them".into());
         }
         if self.server.body_idle_timeout_secs == 0 {
             return fail("server.body_idle_timeout_secs must be positive".into());

@@ -40,6 +40,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Webhooks and the event stream.
     pub events: EventSettings,
+    /// The processing stage after completion.
+    pub processing: ProcessingSettings,
 }
 
 /// The HTTP server.
@@ -338,6 +340,20 @@ pub struct AuthSettings {
     pub secret: Option<String>,
     /// Keys that may create uploads (`Authorization: Bearer <key>`); empty: anyone may.
     pub api_keys: Vec<String>,
+    /// Keys of the app's processors, which report on completed uploads
+    /// (`POST /v1/uploads/{id}/processing`); no other credential may.
+    pub processor_keys: Vec<String>,
+}
+
+/// The processing stage: the app's own work on a completed upload, reported by its
+/// processors and shown in status.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingSettings {
+    /// Whether uploads created from now on go through it: completed, they stand at
+    /// `processing` (`queued`) until a processor reports `done` or `failed`. Needs
+    /// `auth.processor_keys`.
+    pub enabled: bool,
 }
 
 /// The operator's services ferry asks before it acts.

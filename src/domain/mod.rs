@@ -7,6 +7,7 @@ mod clock;
 mod digest;
 mod event;
 mod object_key;
+mod processing;
 mod record;
 mod upload_id;
 
@@ -16,5 +17,8 @@ pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{DeclaredDigest, DigestAlgorithm, DigestHasher};
 pub use event::{event_id, EventKind, RecordedEvent};
 pub use object_key::ObjectKey;
+pub use processing::{
+    Processing, ProcessingRefusal, ProcessingReport, ProcessingStatus, MAX_ERROR_BYTES, MAX_RESULT_BYTES,
+};
 pub use record::{AppendState, Claim, Concat, Metadata, PartReceipt, UploadRecord, UploadState};
 pub use upload_id::UploadId;

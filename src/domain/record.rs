@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChunkIndex, ChunkPlan, Md5Digest, ObjectKey, Timestamp, UploadId};
+use super::{ChunkIndex, ChunkPlan, Md5Digest, ObjectKey, Processing, Timestamp, UploadId};
 
 /// Client-supplied key/value pairs kept with an upload (at most 4 KiB as JSON).
 pub type Metadata = BTreeMap<String, String>;
@@ -161,6 +161,11 @@ pub struct UploadRecord {
     /// creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concat: Option<Concat>,
+    /// Present when the upload goes through the processing stage once completed
+    /// (`processing.enabled` when it was created): where its processor stands, `queued`
+    /// until one reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<Processing>,
 }
 
 fn one_chunk() -> u32 {

@@ -16,6 +16,11 @@ use crate::upload::{Caller, Protocol};
 #[derive(Debug, Clone, Copy)]
 pub struct UploadAccess(pub UploadId);
 
+/// The request carries a processor key (`auth.processor_keys`): it may report on uploads'
+/// processing. No other credential may, whatever it opens elsewhere.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessorAccess;
+
 /// The request may create uploads (it carries an API key, or none is required). Keeps
 /// the request's `Authorization` header, which the pre-create hook is told.
 #[derive(Clone)]
@@ -97,6 +102,25 @@ impl FromRequest for CreatorAccess {
                 return Err(ApiError::new(ErrorCode::InvalidToken, "this API key is not valid"));
             }
             Ok(CreatorAccess { authorization })
+        })())
+    }
+}
+
+impl FromRequest for ProcessorAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let keys = &state(req)?.processor_keys;
+            let key = bearer(req.headers()).ok_or_else(missing)?;
+            if !keys.allows(key) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "this is not a processor key (auth.processor_keys)",
+                ));
+            }
+            Ok(ProcessorAccess)
         })())
     }
 }

@@ -11,6 +11,7 @@ mod expect;
 mod files;
 mod form;
 mod health;
+mod processing;
 mod tus;
 mod ui;
 mod uploads;
@@ -20,7 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
 
-pub use access::{CreatorAccess, UploadAccess};
+pub use access::{CreatorAccess, ProcessorAccess, UploadAccess};
 pub use body::{BodyGuard, BodyLimits, UploadBody};
 pub use cors::cors;
 pub use expect::continue_or_refuse;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
                 resource("/{upload_id}").route(web::get().to(uploads::status)).route(web::delete().to(uploads::cancel)),
             )
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
+            .service(resource("/{upload_id}/processing").route(web::post().to(processing::report)))
             .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
     )
     // Every method goes to one handler: the protocol and its endpoint come from the

@@ -64,7 +64,7 @@ pub async fn cancel(access: UploadAccess, state: web::Data<AppState>) -> Result<
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn no_store() -> actix_web::HttpResponseBuilder {
+pub(super) fn no_store() -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     response

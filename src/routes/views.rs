@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{rfc3339, Concat, Metadata, UploadRecord};
+use crate::domain::{rfc3339, Concat, Metadata, Processing, UploadRecord, UploadState};
 use crate::upload::{ChunkAccepted, UploadStatus};
 
 /// The answer to creating an upload.
@@ -40,6 +40,11 @@ impl<'a> Created<'a> {
 pub struct Status<'a> {
     upload_id: String,
     state: &'static str,
+    /// Where the upload stands for the user: `uploading`, `processing`, `done`, `failed`.
+    stage: &'static str,
+    /// The processing stage, once the upload is completed (with `processing.enabled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processing: Option<&'a Processing>,
     filename: &'a str,
     content_type: Option<&'a str>,
     size: Option<u64>,
@@ -77,6 +82,8 @@ impl<'a> Status<'a> {
         Self {
             upload_id: r.id.to_string(),
             state: r.state.as_str(),
+            stage: r.stage(),
+            processing: r.processing.as_ref().filter(|_| r.state == UploadState::Completed),
             filename: &r.filename,
             content_type: r.content_type.as_deref(),
             size: r.size(),

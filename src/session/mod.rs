@@ -13,7 +13,10 @@ pub mod contract;
 use async_trait::async_trait;
 use chrono::Duration;
 
-use crate::domain::{ChunkIndex, Claim, PartReceipt, RecordedEvent, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{
+    ChunkIndex, Claim, PartReceipt, ProcessingRefusal, ProcessingReport, RecordedEvent, Timestamp, UploadId,
+    UploadRecord, UploadState,
+};
 
 pub use self::redis::RedisSessionStore;
 pub use embedded::EmbeddedSessionStore;
@@ -154,6 +157,17 @@ pub enum AppendEnd {
     Lost,
 }
 
+/// What `process` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessOutcome {
+    /// The stage moved; the record as the change left it.
+    Updated(Box<UploadRecord>),
+    /// The report does not fit where the upload stands; nothing changed.
+    Refused(ProcessingRefusal),
+    /// No such upload, or it has expired.
+    NotFound,
+}
+
 /// What `retire` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Retired {
@@ -292,6 +306,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// entry if it is final and expired at `now`; the deleted record. Of several
     /// concurrent callers, exactly one gets it.
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError>;
+
+    /// Atomically applies a processor's `report` to the upload at `now`
+    /// ([`UploadRecord::process`], which keeps it at least `ttl` longer) and records the
+    /// event of the change.
+    async fn process(
+        &self,
+        id: &UploadId,
+        report: &ProcessingReport,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<ProcessOutcome, SessionError>;
 
     /// Up to `limit` batches of recorded events not yet published, each upload's events
     /// in one batch, in the order they were recorded. On a shared store a batch is held

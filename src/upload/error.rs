@@ -1,7 +1,7 @@
 //! `UploadError`: everything the upload service can refuse or fail with.
 
 use super::HookError;
-use crate::domain::{ChunkPlanError, DigestAlgorithm, Md5Digest, UploadState};
+use crate::domain::{ChunkPlanError, DigestAlgorithm, Md5Digest, ProcessingRefusal, UploadState};
 use crate::session::SessionError;
 use crate::storage::StorageError;
 
@@ -11,6 +11,9 @@ pub enum UploadError {
     /// No such upload, or it has expired.
     #[error("no upload with this id exists (it may have expired)")]
     NotFound,
+    /// A processor's report does not fit where the upload stands.
+    #[error(transparent)]
+    InvalidTransition(#[from] ProcessingRefusal),
     /// The upload is in a state that does not allow the operation.
     #[error("the upload is {}", .0.as_str())]
     WrongState(UploadState),

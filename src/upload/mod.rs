@@ -11,6 +11,7 @@ mod concat;
 mod error;
 mod form;
 mod hooks;
+mod processing;
 mod sweep;
 
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkPlan, ChunkPolicy, Clock, Md5Digest, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    ChunkPlan, ChunkPolicy, Clock, Md5Digest, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
+    UploadState,
 };
 use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
@@ -51,6 +53,8 @@ pub struct UploadPolicy {
     pub allowed_content_types: Vec<String>,
     /// Whether chunks must carry an MD5.
     pub require_chunk_md5: bool,
+    /// Whether completed uploads go through the processing stage (`processing.enabled`).
+    pub processing: bool,
 }
 
 /// What a client asks for when it opens an upload.
@@ -274,6 +278,7 @@ impl UploadService {
             part_chunks: 1,
             progress_at: None,
             concat: None,
+            processing: self.policy.processing.then(Processing::queued),
         }
     }
 

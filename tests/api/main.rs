@@ -19,6 +19,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod operations;
+mod processing;
 mod property;
 mod redis;
 mod redis_cluster;

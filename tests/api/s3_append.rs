@@ -129,6 +129,7 @@ fn service(dir: &std::path::Path, store: S3ObjectStore) -> UploadService {
         sweep_interval: chrono::Duration::seconds(u.sweep_interval_secs as i64),
         allowed_content_types: Vec::new(),
         require_chunk_md5: false,
+        processing: false,
     };
     let sessions = Arc::new(EmbeddedSessionStore::open(dir).unwrap());
     UploadService::new(sessions, Arc::new(store), policy, Arc::new(SystemClock), Metrics::new().unwrap())

@@ -19,11 +19,13 @@ mod append;
 mod concat;
 mod events;
 pub mod log;
+mod processing;
 mod sweep;
 
 pub use append::*;
 pub use concat::*;
 pub use events::*;
+pub use processing::*;
 pub use sweep::*;
 
 /// A small plan: 4 chunks of 10 bytes and a last one of 5.
@@ -71,6 +73,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         part_chunks: 1,
         progress_at: None,
         concat: None,
+        processing: None,
     }
 }
 
@@ -342,6 +345,10 @@ macro_rules! session_store_contract {
             an_outbox_held_too_long_goes_to_the_next_publisher,
             concatenation_roles_read_back_as_written,
             an_upload_inserted_under_a_claim_is_held_by_it,
+            processing_moves_queued_running_done,
+            processing_fails_from_queued,
+            processing_needs_a_completed_upload_with_a_stage,
+            concurrent_reports_each_apply_once,
             a_ping_answers,
         );
     };

@@ -12,14 +12,17 @@ use redb::Database;
 use self::outbox::{COUNTERS, OUTBOX};
 use super::codec::{decode_receipt, decode_record, encode};
 use super::{
-    progress_due, AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, RecordOutcome, Retired,
-    SessionError, SessionStore,
+    progress_due, AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, ProcessOutcome,
+    RecordOutcome, Retired, SessionError, SessionStore,
 };
-use crate::domain::{ChunkIndex, Claim, EventKind, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{
+    ChunkIndex, Claim, EventKind, PartReceipt, ProcessingReport, Timestamp, UploadId, UploadRecord, UploadState,
+};
 
 mod append;
 mod log;
 mod outbox;
+mod process;
 mod sweep;
 mod tables;
 
@@ -403,6 +406,17 @@ impl SessionStore for EmbeddedSessionStore {
     async fn remove_expired(&self, id: &UploadId, now: Timestamp) -> Result<Option<UploadRecord>, SessionError> {
         let id = id.to_string();
         self.write(move |t| t.remove_expired(&id, now)).await
+    }
+
+    #[tracing::instrument(name = "embedded.process", skip_all, fields(upload_id = %id))]
+    async fn process(
+        &self,
+        id: &UploadId,
+        report: &ProcessingReport,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<ProcessOutcome, SessionError> {
+        self.apply_report(id, report, now, ttl).await
     }
 
     async fn outbox(&self, _: Timestamp, _: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError> {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
 use crate::domain::{
-    AppendState, ChunkPlan, Claim, Concat, Metadata, ObjectKey, Timestamp, UploadId, UploadRecord, UploadState,
+    AppendState, ChunkPlan, Claim, Concat, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
+    UploadState,
 };
 
 /// The fields of a record fixed at creation.
@@ -76,6 +77,9 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
     if let Some(error) = &r.error {
         fields.push(("error", error.clone()));
     }
+    if let Some(processing) = &r.processing {
+        fields.push(("processing", processing_field(processing)?));
+    }
     if let Some(append) = &r.append {
         fields.push(("append", "1".into()));
         fields.push(("offset", append.offset.to_string()));
@@ -129,7 +133,14 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
         part_chunks: meta.part_chunks,
         progress_at: fields.get("progress_at").map(|_| time("progress_at")).transpose()?,
         concat: meta.concat,
+        processing: fields.get("processing").map(|p| decode_meta(p.as_bytes())).transpose()?,
     })
+}
+
+/// The `processing` field: the stage as JSON, which the processing script replaces only
+/// if it still holds what the caller read.
+pub(super) fn processing_field(processing: &Processing) -> Result<String, SessionError> {
+    String::from_utf8(encode(processing)?).map_err(|e| SessionError::Corrupt(e.to_string()))
 }
 
 /// Pairs a flat `[field, value, field, value, …]` reply into a map.

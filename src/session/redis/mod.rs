@@ -12,6 +12,7 @@ mod connection;
 mod fields;
 mod log;
 mod outbox;
+mod process;
 
 use std::collections::HashMap;
 
@@ -23,11 +24,11 @@ use self::connection::Redis;
 use self::fields::{from_fields, ms, pairs, to_fields};
 use super::codec::{decode_receipt, encode};
 use super::{
-    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, RecordOutcome, Retired, SessionError,
-    SessionStore,
+    AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, ProcessOutcome, RecordOutcome,
+    Retired, SessionError, SessionStore,
 };
 use crate::config::RedisSettings;
-use crate::domain::{ChunkIndex, Claim, PartReceipt, Timestamp, UploadId, UploadRecord, UploadState};
+use crate::domain::{ChunkIndex, Claim, PartReceipt, ProcessingReport, Timestamp, UploadId, UploadRecord, UploadState};
 
 /// How long past its expiry Redis itself drops a record the sweepers never reached.
 const SAFETY_MARGIN_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -48,10 +49,11 @@ struct Scripts {
     take: Script,
     settle: Script,
     published: Script,
+    process: Script,
 }
 
 impl Scripts {
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.insert,
             &self.record,
@@ -68,6 +70,7 @@ impl Scripts {
             &self.take,
             &self.settle,
             &self.published,
+            &self.process,
         ]
     }
 }
@@ -117,6 +120,7 @@ impl RedisSessionStore {
             take: Script::new(include_str!("take.lua")),
             settle: Script::new(include_str!("settle.lua")),
             published: Script::new(include_str!("published.lua")),
+            process: Script::new(concat!(include_str!("emit.lua"), include_str!("process.lua"))),
         };
         let redis = Redis::new(settings, round_trips)?;
         Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts, groups: log::Groups::default() })
@@ -544,6 +548,17 @@ impl SessionStore for RedisSessionStore {
             "removed" => from_fields(&pairs(before)).map(Some),
             _ => Ok(None),
         }
+    }
+
+    #[tracing::instrument(name = "redis.process", skip_all, fields(upload_id = %id))]
+    async fn process(
+        &self,
+        id: &UploadId,
+        report: &ProcessingReport,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<ProcessOutcome, SessionError> {
+        self.apply_report(id, report, now, ttl).await
     }
 
     async fn outbox(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<PendingEvents>, SessionError> {
