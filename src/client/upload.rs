@@ -41,6 +41,8 @@ pub struct UploadOptions {
 pub struct UploadReport {
     /// The final status body.
     pub status: Value,
+    /// The upload's token, to ask for its status later.
+    pub token: String,
     /// Whether an earlier, interrupted run was resumed.
     pub resumed: bool,
     /// Chunks this run sent successfully.
@@ -89,6 +91,7 @@ pub async fn upload_file(
             opts.state.forget(&state_path);
             Ok(UploadReport {
                 status,
+                token: upload.upload_token.clone(),
                 resumed,
                 chunks_sent: sender.sent.load(Ordering::Relaxed),
                 total_chunks: upload.total_chunks,
