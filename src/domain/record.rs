@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChunkIndex, ChunkPlan, Md5Digest, ObjectKey, Processing, Timestamp, UploadId};
+use super::{ChunkIndex, ChunkPlan, Crc64, Md5Digest, ObjectKey, Processing, Timestamp, UploadId};
 
 /// Client-supplied key/value pairs kept with an upload (at most 4 KiB as JSON).
 pub type Metadata = BTreeMap<String, String>;
@@ -68,6 +68,10 @@ pub struct PartReceipt {
     pub etag: String,
     /// Length of the chunk in bytes.
     pub size: u64,
+    /// CRC-64/NVME of the chunk's bytes, computed while they streamed in (absent from
+    /// receipts written before ferry computed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64: Option<Crc64>,
 }
 
 /// The right to assemble an upload, held by one request at a time until `until`.
@@ -166,6 +170,13 @@ pub struct UploadRecord {
     /// until one reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing: Option<Processing>,
+    /// The CRC-64/NVME the client declared for the whole file at creation: an object
+    /// whose bytes differ is not made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_checksum: Option<Crc64>,
+    /// The CRC-64/NVME of the stored object, once completed (when ferry saw every byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Crc64>,
 }
 
 fn one_chunk() -> u32 {

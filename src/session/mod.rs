@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkIndex, Claim, PartReceipt, ProcessingRefusal, ProcessingReport, RecordedEvent, Timestamp, UploadId,
+    ChunkIndex, Claim, Crc64, PartReceipt, ProcessingRefusal, ProcessingReport, RecordedEvent, Timestamp, UploadId,
     UploadRecord, UploadState,
 };
 
@@ -83,6 +83,8 @@ pub enum Finish {
     Completed {
         /// The object's ETag.
         etag: String,
+        /// The object's CRC-64/NVME, when known.
+        checksum: Option<Crc64>,
     },
     /// Assembly failed for good.
     Failed {

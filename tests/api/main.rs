@@ -5,6 +5,7 @@ mod helpers;
 mod support;
 
 mod access;
+mod checksum;
 mod chunks;
 mod cli;
 mod cluster;

@@ -87,7 +87,7 @@ pub async fn the_last_append_claims_the_completion(store: &dyn SessionStore) {
     assert_eq!(stored.state, UploadState::Completing);
     assert!(stored.has_all_chunks());
     assert_eq!(begin(store, &r, 25, now).await, AppendStart::Refused(UploadState::Completing));
-    let done = Finish::Completed { etag: "appended".into() };
+    let done = Finish::Completed { etag: "appended".into(), checksum: None };
     assert!(store.finish(&r.id, claim.fence, &done, now, ttl()).await.expect("finish"));
 }
 

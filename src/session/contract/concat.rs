@@ -66,7 +66,7 @@ pub async fn an_upload_inserted_under_a_claim_is_held_by_it(store: &dyn SessionS
     let later = now + lease() + Duration::seconds(1);
     let next = store.claim(&r.id, later, lease()).await.expect("claim").expect("a lapsed claim passes on");
     assert!(next.fence > claim.fence);
-    let done = Finish::Completed { etag: "final".into() };
+    let done = Finish::Completed { etag: "final".into(), checksum: None };
     assert!(!store.finish(&r.id, claim.fence, &done, later, ttl()).await.expect("finish"), "the old holder lost it");
     assert!(store.finish(&r.id, next.fence, &done, later, ttl()).await.expect("finish"));
     let read = store.get(&r.id).await.expect("get").expect("record");
