@@ -94,6 +94,17 @@ pub struct AppendState {
     /// What the storage needs to go on from `offset` (an unfinished tail kept in the
     /// bucket, say); opaque to everything but the storage backend. Empty at first.
     pub cursor: String,
+    /// The CRC-64/NVME of the bytes before `offset`; `None` once unknown (an append cut
+    /// where the bytes the store kept cannot be told apart from those it saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64: Option<Crc64>,
+}
+
+impl AppendState {
+    /// An append upload with nothing stored yet.
+    pub fn new(length: Option<u64>) -> Self {
+        Self { length, offset: 0, cursor: String::new(), crc64: Some(Crc64::EMPTY) }
+    }
 }
 
 /// The part an upload plays in tus concatenation (`Upload-Concat`): parallel uploads of a

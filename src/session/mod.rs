@@ -136,6 +136,8 @@ pub struct AppendProgress {
     pub parts: Vec<(ChunkIndex, PartReceipt)>,
     /// The total length, if this append declares it (a deferred length).
     pub length: Option<u64>,
+    /// The CRC-64/NVME of the bytes before `offset`, if known.
+    pub crc64: Option<Crc64>,
     /// Whether a progress event is due, as the writer's record says ([`progress_due`]):
     /// one is recorded then, unless one was since.
     pub report_progress: bool,

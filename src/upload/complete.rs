@@ -91,10 +91,13 @@ impl UploadService {
         let size = record.size().unwrap_or_default();
         let (made, checksum) = match record.partials() {
             // A final upload is made of its partials' kept bytes, not of parts of its own.
-            Some(partials) => (self.concatenate(&staged, partials, size).await?, None),
+            Some(partials) => {
+                (self.concatenate(&staged, partials, size).await?, record.append.as_ref().and_then(|a| a.crc64))
+            }
             None => {
                 let parts = self.sessions.parts(&record.id).await?;
-                let checksum = crc::whole_file(&parts);
+                // An append upload's CRC follows its offset; a chunked one's is its chunks'.
+                let checksum = record.append.as_ref().map_or_else(|| crc::whole_file(&parts), |a| a.crc64);
                 match crc::mismatch(record.declared_checksum, checksum) {
                     Some(error) => (Err(StorageError::Refused(error)), checksum),
                     None => (self.storage.complete(&staged, &parts, size).await, checksum),

@@ -27,10 +27,15 @@ impl CrcTap {
         .boxed_local()
     }
 
-    /// The CRC of the bytes passed on, if they are `len` bytes (what the store took).
+    /// The CRC of the first `len` bytes passed on (what the store kept), if known: all of
+    /// them, or none (a store that keeps only whole parts may keep fewer than it was given).
     pub(super) fn crc_of(&self, len: u64) -> Option<Crc64> {
         let tap = self.0.borrow();
-        (tap.1 == len).then(|| tap.0.value())
+        match len {
+            0 => Some(Crc64::EMPTY),
+            len if len == tap.1 => Some(tap.0.value()),
+            _ => None,
+        }
     }
 }
 

@@ -3,8 +3,6 @@
 //! does not match leaves no object and a `failed` upload. On the embedded default, and on
 //! Redis + S3 (s3s-fs and moto).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use ferry::config::RedisSettings;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -12,19 +10,6 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::support::redis::RedisServer;
 use crate::support::s3::{Kind, S3Server};
-
-/// CRC-64/NVME bit by bit from the catalogue's parameters, as S3 shows it: an
-/// implementation independent of ferry's, shared by nothing.
-fn crc64nvme(data: &[u8]) -> String {
-    let mut crc = u64::MAX;
-    for byte in data {
-        crc ^= u64::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x9a6c_9329_ac4b_c9b5 } else { crc >> 1 };
-        }
-    }
-    STANDARD.encode((!crc).to_be_bytes())
-}
 
 async fn create(app: &TestApp, size: usize, checksum: Option<&str>) -> reqwest::Response {
     let mut body = json!({"filename": "clip.mp4", "size": size, "chunk_size": CHUNK});

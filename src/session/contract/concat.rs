@@ -10,7 +10,7 @@ use crate::domain::Concat;
 /// A fresh append upload of `length` at `offset`, playing `concat`, created at `now`.
 fn concat_record(now: Timestamp, length: u64, offset: u64, concat: Concat) -> UploadRecord {
     let mut r = new_record(now);
-    r.append = Some(AppendState { length: Some(length), offset, cursor: String::new() });
+    r.append = Some(AppendState { length: Some(length), offset, cursor: String::new(), crc64: None });
     r.concat = Some(concat);
     r
 }

@@ -92,6 +92,9 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         fields.push(("offset", append.offset.to_string()));
         fields.push(("length", append.length.map(|l| l.to_string()).unwrap_or_default()));
         fields.push(("cursor", append.cursor.clone()));
+        if let Some(crc) = append.crc64 {
+            fields.push(("append_crc64", crc.to_string()));
+        }
     }
     Ok(fields)
 }
@@ -134,6 +137,10 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
                 },
                 offset: count("offset")?,
                 cursor: fields.get("cursor").cloned().unwrap_or_default(),
+                crc64: fields
+                    .get("append_crc64")
+                    .map(|c| c.parse().map_err(|_| corrupt("append_crc64")))
+                    .transpose()?,
             }),
             _ => None,
         },

@@ -461,6 +461,7 @@ impl SessionStore for RedisSessionStore {
             progress.cursor.clone(),
             progress.length.map(|l| l.to_string()).unwrap_or_default(),
             flag(progress.report_progress),
+            progress.crc64.map(|crc| crc.to_string()).unwrap_or_default(),
         ];
         for (index, receipt) in &progress.parts {
             args.push(index.0.to_string());
