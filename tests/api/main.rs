@@ -31,3 +31,4 @@ mod s3_append;
 mod tus;
 mod tus_concat;
 mod ui;
+mod worker;
