@@ -79,6 +79,11 @@ struct UploadArgs {
     /// Print the final status as one JSON line on stdout.
     #[arg(long)]
     json: bool,
+    /// Do not declare the file's CRC-64/NVME when opening the upload. By default the
+    /// file is read once first to compute it, and the server makes no object whose bytes
+    /// differ from it (the file changed while it was sent, say): the upload fails instead.
+    #[arg(long)]
+    no_checksum: bool,
     /// Once uploaded, wait for the app's processing of the file (a server with
     /// processing.enabled) to be done or failed, showing its progress, and print its
     /// result as JSON on stdout (the whole status with --json). Exits 1 if processing
@@ -119,6 +124,7 @@ fn main() -> anyhow::Result<()> {
                 content_type: args.content_type,
                 retry: RetryPolicy { give_up_after: Duration::from_secs(args.retry_for), ..RetryPolicy::default() },
                 state: StateStore::from_env(),
+                checksum: !args.no_checksum,
             };
             commands::upload(&args.file, opts, commands::Output { json: args.json, wait: args.wait }).await
         }),

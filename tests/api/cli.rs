@@ -205,3 +205,34 @@ async fn ferry_upload_wait_fails_when_processing_fails() {
     assert!(stderr.contains("processing failed: codec unknown"), "{stderr}");
     assert_eq!(completed["data"]["stage"], "processing");
 }
+
+/// A file that changes while it is sent (a log still being written, a video still being
+/// saved): with the CRC-64/NVME declared (the default), the server makes no object of the
+/// mix and the upload fails; with `--no-checksum`, the mix is stored.
+async fn upload_a_file_that_changes(extra: &[&str]) -> (Output, TestApp) {
+    let app = spawn_app_with(|s| s.uploads.default_chunk_size = MIN_CHUNK);
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(34, 1200 * MIN_CHUNK as usize);
+    let file = write_file(dir.path(), "growing.log", &data);
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", app.address.as_str(), "--json", "--parallel", "1"]).args(extra).arg(&file);
+    let cli = tokio::task::spawn_blocking(move || command.output().unwrap());
+    eventually("part of the file is stored", || async { chunks_received(&app).await >= 50 }).await;
+    let mut changed = data.clone();
+    changed[data.len() - 10..].copy_from_slice(b"0123456789");
+    std::fs::write(&file, &changed).unwrap();
+    (cli.await.unwrap(), app)
+}
+
+#[tokio::test]
+async fn a_file_changed_while_it_is_sent_is_not_stored_under_its_declared_checksum() {
+    let (output, app) = upload_a_file_that_changes(&[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CRC-64/NVME") && stderr.contains("not made"), "{stderr}");
+    assert!(app.metrics().await.contains("ferry_uploads_failed_total 1"));
+
+    let (output, _) = upload_a_file_that_changes(&["--no-checksum"]).await;
+    assert!(output.status.success(), "without a declared checksum the mix is stored");
+    assert!(last_json(&output)["checksum"]["crc64nvme"].is_string(), "the server still reports what it stored");
+}
