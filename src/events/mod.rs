@@ -9,6 +9,8 @@
 //! webhook's queue only once the endpoint answered 2xx (or its retry window closed).
 
 pub mod publisher;
+mod sse;
+mod tail;
 pub mod webhooks;
 
 use async_trait::async_trait;
@@ -18,6 +20,8 @@ use crate::domain::{rfc3339, RecordedEvent, Timestamp, UploadId};
 use crate::session::SessionError;
 
 pub use publisher::Publisher;
+pub use sse::{EventStream, FollowError};
+pub use tail::Tail;
 pub use webhooks::Webhooks;
 
 /// An event as every sink delivers it.

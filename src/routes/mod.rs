@@ -7,6 +7,7 @@ mod access;
 mod body;
 mod chunk;
 mod cors;
+mod events;
 mod expect;
 mod files;
 mod form;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
                 resource("/{upload_id}").route(web::get().to(uploads::status)).route(web::delete().to(uploads::cancel)),
             )
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
+            .service(resource("/{upload_id}/events").route(web::get().to(events::follow)))
             .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
     )
     // Every method goes to one handler: the protocol and its endpoint come from the
