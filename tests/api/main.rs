@@ -28,6 +28,7 @@ mod redis_tls;
 mod restart;
 mod s3;
 mod s3_append;
+mod sse;
 mod tus;
 mod tus_concat;
 mod ui;
