@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one: installs what the tests need
-# when it is missing (redis-server, the s3s-fs and moto S3 servers), then runs every
-# test. Usage: scripts/test.sh [extra cargo test args]
+# when it is missing (redis-server, the s3s-fs and moto S3 servers, the example worker's
+# Python packages), then runs every test. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,11 @@ if ! python3 -c "import moto.server, flask; assert moto.__version__ == '$MOTO_VE
     echo "scripts/test.sh: installing moto[server]==$MOTO_VERSION" >&2
     python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+# The example worker's packages: tests/api/worker.rs runs examples/worker.py for real.
+if ! python3 -c "import redis, boto3" 2>/dev/null; then
+    echo "scripts/test.sh: installing examples/requirements.txt (redis, boto3)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check -r examples/requirements.txt
 fi
 
 # Unit tests (domain rules, the shared SessionStore and ObjectStore contract suites on

@@ -20,7 +20,7 @@
 //!   [`storage::ObjectStore`] keeps bytes (local files, or S3). Each trait has one shared
 //!   contract suite that every backend passes.
 //! - [`events`] takes events from the outbox to the [`events::EventLog`] (the Redis stream,
-//!   or the embedded store's log) and on to webhooks.
+//!   or the embedded store's log) and on to webhooks and server-sent event streams.
 //! - [`domain`] holds the validated value types: ids, chunk plan, digests, keys, records.
 //! - [`client`] is the other side: the upload client behind `ferry upload`.
 

@@ -43,7 +43,7 @@ enum Command {
     /// An interrupted upload (Ctrl-C, a crash, a network drop) is remembered in the cache
     /// folder (or $FERRY_STATE_DIR) by the file's path, size and modification time, and
     /// the next run sends only the missing chunks. Exit codes: 0 done, 1 failed, 130
-    /// interrupted.
+    /// interrupted. With --wait, it then waits for the app's processing of the file.
     Upload(UploadArgs),
     /// Print an upload's status as JSON.
     Status(UploadRef),
@@ -79,6 +79,17 @@ struct UploadArgs {
     /// Print the final status as one JSON line on stdout.
     #[arg(long)]
     json: bool,
+    /// Do not declare the file's CRC-64/NVME when opening the upload. By default the
+    /// file is read once first to compute it, and the server makes no object whose bytes
+    /// differ from it (the file changed while it was sent, say): the upload fails instead.
+    #[arg(long)]
+    no_checksum: bool,
+    /// Once uploaded, wait for the app's processing of the file (a server with
+    /// processing.enabled) to be done or failed, showing its progress, and print its
+    /// result as JSON on stdout (the whole status with --json). Exits 1 if processing
+    /// failed. Without a processing stage, an uploaded file is done at once.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Args)]
@@ -113,8 +124,9 @@ fn main() -> anyhow::Result<()> {
                 content_type: args.content_type,
                 retry: RetryPolicy { give_up_after: Duration::from_secs(args.retry_for), ..RetryPolicy::default() },
                 state: StateStore::from_env(),
+                checksum: !args.no_checksum,
             };
-            commands::upload(&args.file, opts, args.json).await
+            commands::upload(&args.file, opts, commands::Output { json: args.json, wait: args.wait }).await
         }),
         Command::Status(r) => client(async move { commands::status(&r.server, &r.id, &r.token).await }),
         Command::Cancel(r) => client(async move { commands::cancel(&r.server, &r.id, &r.token).await }),

@@ -39,6 +39,8 @@ pub struct Metrics {
     events_published: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     webhook_latency: HistogramVec,
+    /// Server-sent event streams open now.
+    pub sse_connections: IntGauge,
 }
 
 impl Metrics {
@@ -87,6 +89,8 @@ impl Metrics {
             &["sink"],
         )?;
         registry.register(Box::new(webhook_latency.clone()))?;
+        let sse_connections = IntGauge::new("sse_connections", "Server-sent event streams open now")?;
+        registry.register(Box::new(sse_connections.clone()))?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
@@ -112,6 +116,7 @@ impl Metrics {
             events_published,
             webhook_deliveries,
             webhook_latency,
+            sse_connections,
             registry,
         })
     }

@@ -40,6 +40,11 @@ pub fn serve(listener: TcpListener, settings: &ServerSettings, state: web::Data<
         builder = builder.workers(settings.workers);
     }
     let stopping = builder.graceful_shutdown_signal();
+    // Server-sent event streams never finish by themselves: they end as the stop begins,
+    // so that it need not wait out the shutdown timeout, and their clients reconnect to
+    // another instance.
+    let streams_end = builder.graceful_shutdown_signal();
+    actix_web::rt::spawn(state.tail.close_when(async move { streams_end.notified().await }));
     let cors_origins = settings.cors_origins.clone();
     let builder = builder.listen(format!("ferry-{addr}"), listener, move || {
         let stopping = stopping.clone();

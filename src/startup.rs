@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::auth::{load_or_create_secret, ApiKeys, TokenSigner};
 use crate::config::{SessionBackend, Settings, StorageBackend};
 use crate::domain::{Clock, SystemClock};
-use crate::events::{EventLog, Publisher, Webhooks};
+use crate::events::{EventLog, Publisher, Tail, Webhooks};
 use crate::metrics::Metrics;
 use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
 use crate::storage::{FsObjectStore, ObjectStore, S3ObjectStore};
@@ -24,6 +24,8 @@ use crate::upload::{PreCreateHook, UploadPolicy, UploadService};
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often an idle webhook endpoint's queue is looked at.
 const DELIVER_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the tail reads the event log for server-sent events, once one was asked for.
+const TAIL_INTERVAL: Duration = Duration::from_millis(150);
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -41,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The slots and idle timeout every upload body shares.
     pub bodies: crate::routes::BodyLimits,
+    /// Follows the event log for server-sent event streams.
+    pub tail: Tail,
     /// Set once a shutdown has begun: readiness fails so balancers stop sending work.
     pub draining: Arc<AtomicBool>,
 }
@@ -89,6 +93,7 @@ impl Application {
                 Some(webhooks)
             }
         };
+        let tail = Tail::new(Arc::clone(&log), metrics.sse_connections.clone());
         let mut service = UploadService::new(sessions, storage, policy, clock, metrics.clone());
         if let Some(hook) = pre_create_hook(settings, &metrics)? {
             service = service.with_pre_create_hook(hook);
@@ -104,6 +109,7 @@ impl Application {
                 Duration::from_secs(settings.server.body_idle_timeout_secs),
                 metrics.bodies_in_flight.clone(),
             ),
+            tail,
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
         });
@@ -166,6 +172,7 @@ impl Application {
         });
         let sweeper = self.state.service.run_sweeper(self.sweep_interval);
         let publisher = self.publisher.run(PUBLISH_INTERVAL);
+        let tail = self.state.tail.run(TAIL_INTERVAL);
         let webhooks = async {
             match &self.webhooks {
                 Some(webhooks) => webhooks.run(DELIVER_INTERVAL).await,
@@ -176,6 +183,7 @@ impl Application {
             served = self.server => served,
             () = sweeper => Ok(()),
             () = publisher => Ok(()),
+            () = tail => Ok(()),
             () = webhooks => Ok(()),
         };
         on_signal.abort();

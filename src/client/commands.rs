@@ -7,7 +7,11 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{upload_file, Api, ClientError, Progress, RetryPolicy, UploadOptions};
+use serde_json::Value;
+
+use super::{
+    stage_of, upload_file, wait_for_stage, Api, ClientError, Progress, RetryPolicy, StageProgress, UploadOptions,
+};
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -27,6 +31,13 @@ impl Progress for Bar {
     }
 }
 
+impl StageProgress for Bar {
+    fn processing(&self, status: &str, progress: u64) {
+        self.0.set_position(progress);
+        self.0.set_message(status.to_owned());
+    }
+}
+
 fn bar() -> Bar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if !std::io::stderr().is_terminal() {
@@ -39,9 +50,19 @@ fn bar() -> Bar {
     Bar(bar)
 }
 
+/// How `ferry upload` reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    /// Print the final status as one JSON line on stdout.
+    pub json: bool,
+    /// Wait for the app's processing to end, then print its result.
+    pub wait: bool,
+}
+
 /// `ferry upload`: uploads `file`, prints the final status (one JSON line with `json`)
-/// and returns the exit code. Ctrl-C stops at once; re-running resumes.
-pub async fn upload(file: &Path, opts: UploadOptions, json: bool) -> i32 {
+/// and returns the exit code; with `wait`, waits for the processing stage to end first.
+/// Ctrl-C stops at once; re-running resumes.
+pub async fn upload(file: &Path, opts: UploadOptions, output: Output) -> i32 {
     let progress = bar();
     let started = Instant::now();
     let result = tokio::select! {
@@ -65,13 +86,73 @@ pub async fn upload(file: &Path, opts: UploadOptions, json: bool) -> i32 {
                 report.total_chunks,
                 if report.resumed { " (resumed)" } else { "" },
             );
-            if json {
-                println!("{}", report.status);
+            match output.wait {
+                true => wait(&opts, report.status, &report.token, output.json).await,
+                false => {
+                    if output.json {
+                        println!("{}", report.status);
+                    }
+                    0
+                }
             }
-            0
         }
         Err(err) => fail(&err),
     }
+}
+
+/// Waits until the upload whose last status is `status` is done or failed, showing the
+/// processing's progress; prints the result (the whole status with `json`). Exit code 1
+/// when processing failed.
+async fn wait(opts: &UploadOptions, status: Value, token: &str, json: bool) -> i32 {
+    let api = match Api::new(&opts.server, opts.retry) {
+        Ok(api) => api,
+        Err(err) => return fail(&err),
+    };
+    let id = status["upload_id"].as_str().unwrap_or_default().to_owned();
+    if stage_of(&status) == "processing" {
+        eprintln!("ferry: waiting for the upload to be processed (Ctrl-C stops waiting; the upload is kept)");
+    }
+    let progress = stage_bar();
+    let result = tokio::select! {
+        result = wait_for_stage(&api, &id, token, status, &progress) => result,
+        _ = tokio::signal::ctrl_c() => {
+            progress.0.abandon();
+            eprintln!("ferry: stopped waiting; `ferry status {id}` tells how processing goes");
+            return EXIT_INTERRUPTED;
+        }
+    };
+    progress.0.finish_and_clear();
+    let status = match result {
+        Ok(status) => status,
+        Err(err) => return fail(&err),
+    };
+    let processing = &status["processing"];
+    if json {
+        println!("{status}");
+    } else if !processing["result"].is_null() {
+        println!("{}", processing["result"]);
+    }
+    match stage_of(&status) {
+        "done" => {
+            eprintln!("ferry: processed");
+            0
+        }
+        _ => {
+            let why = processing["error"].as_str().or(status["error"].as_str()).unwrap_or("no reason given");
+            eprintln!("ferry: processing failed: {why}");
+            1
+        }
+    }
+}
+
+/// A bar of the processing's percent done, on stderr when it is a terminal.
+fn stage_bar() -> Bar {
+    let bar = bar();
+    bar.0.set_length(100);
+    let style = ProgressStyle::with_template("processing {wide_bar} {pos}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.0.set_style(style);
+    bar
 }
 
 /// `ferry status`: prints the upload's status.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::api::{create_body, Api, ClientError};
 use super::retry::{Attempts, RetryPolicy};
 use super::state::{StateStore, UploadState};
-use crate::domain::Md5Digest;
+use crate::domain::{Crc64, Crc64Hasher, Md5Digest};
 
 /// How to upload.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct UploadOptions {
     pub retry: RetryPolicy,
     /// Where interrupted uploads are remembered.
     pub state: StateStore,
+    /// Whether to declare the file's CRC-64/NVME when opening the upload, so that the
+    /// server makes no object of bytes that differ (one extra read of the file, first).
+    pub checksum: bool,
 }
 
 /// How an upload went.
@@ -41,6 +44,8 @@ pub struct UploadOptions {
 pub struct UploadReport {
     /// The final status body.
     pub status: Value,
+    /// The upload's token, to ask for its status later.
+    pub token: String,
     /// Whether an earlier, interrupted run was resumed.
     pub resumed: bool,
     /// Chunks this run sent successfully.
@@ -89,6 +94,7 @@ pub async fn upload_file(
             opts.state.forget(&state_path);
             Ok(UploadReport {
                 status,
+                token: upload.upload_token.clone(),
                 resumed,
                 chunks_sent: sender.sent.load(Ordering::Relaxed),
                 total_chunks: upload.total_chunks,
@@ -121,7 +127,14 @@ async fn resume(api: &Api, store: &StateStore, state_path: &Path) -> Result<Opti
 
 async fn create(api: &Api, path: &Path, size: u64, opts: &UploadOptions) -> Result<(UploadState, Value), ClientError> {
     let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let body = create_body(&filename, size, opts.chunk_size, opts.content_type.as_deref(), &opts.metadata);
+    let mut body = create_body(&filename, size, opts.chunk_size, opts.content_type.as_deref(), &opts.metadata);
+    if opts.checksum {
+        let path = path.to_path_buf();
+        let crc = tokio::task::spawn_blocking(move || file_crc64(&path))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        body["checksum"] = serde_json::json!({ "crc64nvme": crc.to_string() });
+    }
     let created = api.create(&body, opts.api_key.as_deref()).await?;
     let field =
         |name: &str| created.get(name).cloned().ok_or_else(|| ClientError::Protocol(format!("no {name} in {created}")));
@@ -205,6 +218,19 @@ impl Sender<'_> {
                 }
             })
             .await
+    }
+}
+
+/// The CRC-64/NVME of the whole file, read once in 1 MiB pieces.
+fn file_crc64(path: &Path) -> Result<Crc64, ClientError> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Crc64Hasher::default();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer)? {
+            0 => return Ok(hasher.value()),
+            n => hasher.update(&buffer[..n]),
+        }
     }
 }
 

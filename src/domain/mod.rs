@@ -4,6 +4,7 @@
 mod checksum;
 mod chunk_plan;
 mod clock;
+mod crc64;
 mod digest;
 mod event;
 mod object_key;
@@ -14,6 +15,7 @@ mod upload_id;
 pub use checksum::{Md5Digest, Md5Hasher};
 pub use chunk_plan::{ChunkIndex, ChunkPlan, ChunkPlanError, ChunkPolicy};
 pub use clock::{rfc3339, Clock, ManualClock, SystemClock, Timestamp};
+pub use crc64::{Crc64, Crc64Hasher};
 pub use digest::{DeclaredDigest, DigestAlgorithm, DigestHasher};
 pub use event::{event_id, EventKind, RecordedEvent};
 pub use object_key::ObjectKey;

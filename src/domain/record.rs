@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChunkIndex, ChunkPlan, Md5Digest, ObjectKey, Processing, Timestamp, UploadId};
+use super::{ChunkIndex, ChunkPlan, Crc64, Md5Digest, ObjectKey, Processing, Timestamp, UploadId};
 
 /// Client-supplied key/value pairs kept with an upload (at most 4 KiB as JSON).
 pub type Metadata = BTreeMap<String, String>;
@@ -68,6 +68,10 @@ pub struct PartReceipt {
     pub etag: String,
     /// Length of the chunk in bytes.
     pub size: u64,
+    /// CRC-64/NVME of the chunk's bytes, computed while they streamed in (absent from
+    /// receipts written before ferry computed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64: Option<Crc64>,
 }
 
 /// The right to assemble an upload, held by one request at a time until `until`.
@@ -90,6 +94,17 @@ pub struct AppendState {
     /// What the storage needs to go on from `offset` (an unfinished tail kept in the
     /// bucket, say); opaque to everything but the storage backend. Empty at first.
     pub cursor: String,
+    /// The CRC-64/NVME of the bytes before `offset`; `None` once unknown (an append cut
+    /// where the bytes the store kept cannot be told apart from those it saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64: Option<Crc64>,
+}
+
+impl AppendState {
+    /// An append upload with nothing stored yet.
+    pub fn new(length: Option<u64>) -> Self {
+        Self { length, offset: 0, cursor: String::new(), crc64: Some(Crc64::EMPTY) }
+    }
 }
 
 /// The part an upload plays in tus concatenation (`Upload-Concat`): parallel uploads of a
@@ -166,6 +181,13 @@ pub struct UploadRecord {
     /// until one reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing: Option<Processing>,
+    /// The CRC-64/NVME the client declared for the whole file at creation: an object
+    /// whose bytes differ is not made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_checksum: Option<Crc64>,
+    /// The CRC-64/NVME of the stored object, once completed (when ferry saw every byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Crc64>,
 }
 
 fn one_chunk() -> u32 {

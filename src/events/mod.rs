@@ -9,6 +9,8 @@
 //! webhook's queue only once the endpoint answered 2xx (or its retry window closed).
 
 pub mod publisher;
+mod sse;
+mod tail;
 pub mod webhooks;
 
 use async_trait::async_trait;
@@ -18,6 +20,8 @@ use crate::domain::{rfc3339, RecordedEvent, Timestamp, UploadId};
 use crate::session::SessionError;
 
 pub use publisher::Publisher;
+pub use sse::{EventStream, FollowError};
+pub use tail::Tail;
 pub use webhooks::Webhooks;
 
 /// An event as every sink delivers it.
@@ -53,11 +57,15 @@ impl Event {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logged {
     /// Where it is in the log: positions order like the log (compare them with
-    /// [`EventLog::read_after`], not as text). A server-sent event's `id`.
+    /// [`EventLog::order`], not as text). A server-sent event's `id`.
     pub position: String,
     /// The event.
     pub event: Event,
 }
+
+/// How a position sorts in the log ([`EventLog::order`]): Redis stream ids `ms-seq` as
+/// `(ms, seq)`, the embedded log's numbers as `(n, 0)`.
+pub type Order = (u64, u64);
 
 /// One try at delivering an event to a sink.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +97,10 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The position of the newest event; events appended later come after it.
     async fn head(&self) -> Result<String, SessionError>;
+
+    /// A key of `position` that sorts as the log does, or `None` when `position` is not
+    /// one of this log's (a client's `Last-Event-ID` may be anything).
+    fn order(&self, position: &str) -> Option<Order>;
 
     /// Makes sure the sink named `sink` has a queue; a new queue starts after the newest
     /// event (a new endpoint gets no history). Idempotent.

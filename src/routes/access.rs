@@ -42,7 +42,7 @@ impl std::fmt::Debug for CreatorAccess {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credentials) = value.split_once(' ')?;
     let credentials = credentials.trim();
@@ -74,7 +74,13 @@ impl UploadAccess {
     /// Whether `headers` carry a token for the upload whose id is `upload_id` (the raw
     /// path segment): the extractor's check, for callers that hold only a request head.
     pub(super) fn check(headers: &HeaderMap, upload_id: Option<&str>, tokens: &TokenSigner) -> Result<Self, ApiError> {
-        let token = bearer(headers).ok_or_else(missing)?;
+        Self::verify(bearer(headers), upload_id, tokens)
+    }
+
+    /// Whether `token` (from wherever the route takes it) is one for the upload whose id
+    /// is `upload_id`: the same answers as the bearer check.
+    pub(super) fn verify(token: Option<&str>, upload_id: Option<&str>, tokens: &TokenSigner) -> Result<Self, ApiError> {
+        let token = token.ok_or_else(missing)?;
         let id: UploadId = upload_id
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| ApiError::new(ErrorCode::UploadNotFound, "no upload has this id"))?;

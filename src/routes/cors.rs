@@ -5,8 +5,10 @@
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
 
-/// Request headers a browser app may send cross-origin: the native API's and tus's.
-const CORS_REQUEST_HEADERS: [&str; 13] = [
+/// Request headers a browser app may send cross-origin: the native API's and tus's, and
+/// `Last-Event-ID` (a browser's own `EventSource` sends it without asking; a fetch-based
+/// one asks first).
+const CORS_REQUEST_HEADERS: [&str; 14] = [
     "authorization",
     "content-type",
     "content-md5",
@@ -20,6 +22,7 @@ const CORS_REQUEST_HEADERS: [&str; 13] = [
     "upload-defer-length",
     "upload-checksum",
     "upload-concat",
+    "last-event-id",
 ];
 
 /// Response headers a browser app on another origin may read.

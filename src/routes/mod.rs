@@ -7,6 +7,7 @@ mod access;
 mod body;
 mod chunk;
 mod cors;
+mod events;
 mod expect;
 mod files;
 mod form;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
             )
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
             .service(resource("/{upload_id}/processing").route(web::post().to(processing::report)))
+            .service(resource("/{upload_id}/events").route(web::get().to(events::follow)))
             .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
     )
     // Every method goes to one handler: the protocol and its endpoint come from the

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::views::{Created, Status};
 use super::{CreatorAccess, UploadAccess};
-use crate::domain::Metadata;
+use crate::domain::{Crc64, Metadata};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::upload::{NewUpload, Protocol};
@@ -20,6 +20,15 @@ pub struct CreateRequest {
     chunk_size: Option<u64>,
     #[serde(default)]
     metadata: Metadata,
+    /// The whole file's checksums, as the client declares them.
+    checksum: Option<Checksums>,
+}
+
+/// Checksums of a whole file: `{"crc64nvme": "<base64 of 8 big-endian bytes>"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checksums {
+    crc64nvme: Crc64,
 }
 
 #[tracing::instrument(name = "Create an upload", skip_all)]
@@ -38,6 +47,7 @@ pub async fn create(
             chunk_size: body.chunk_size,
             metadata: body.metadata,
             caller: access.caller(Protocol::Native),
+            checksum: body.checksum.map(|c| c.crc64nvme),
         })
         .await?;
     let token = state.tokens.issue(&record.id);

@@ -67,6 +67,9 @@ pub struct Status<'a> {
     metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<&'a str>,
+    /// Once completed: the whole object's checksums, when ferry knows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     created_at: String,
@@ -101,6 +104,10 @@ impl<'a> Status<'a> {
             key: r.key.as_str(),
             metadata: &r.metadata,
             etag: r.etag.as_deref(),
+            checksum: r
+                .checksum
+                .filter(|_| r.state == UploadState::Completed)
+                .map(|crc| serde_json::json!({ "crc64nvme": crc.to_string() })),
             error: r.error.as_deref(),
             created_at: rfc3339(&r.created_at),
             updated_at: rfc3339(&r.updated_at),

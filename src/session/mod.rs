@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkIndex, Claim, PartReceipt, ProcessingRefusal, ProcessingReport, RecordedEvent, Timestamp, UploadId,
+    ChunkIndex, Claim, Crc64, PartReceipt, ProcessingRefusal, ProcessingReport, RecordedEvent, Timestamp, UploadId,
     UploadRecord, UploadState,
 };
 
@@ -83,6 +83,8 @@ pub enum Finish {
     Completed {
         /// The object's ETag.
         etag: String,
+        /// The object's CRC-64/NVME, when known.
+        checksum: Option<Crc64>,
     },
     /// Assembly failed for good.
     Failed {
@@ -134,6 +136,8 @@ pub struct AppendProgress {
     pub parts: Vec<(ChunkIndex, PartReceipt)>,
     /// The total length, if this append declares it (a deferred length).
     pub length: Option<u64>,
+    /// The CRC-64/NVME of the bytes before `offset`, if known.
+    pub crc64: Option<Crc64>,
     /// Whether a progress event is due, as the writer's record says ([`progress_due`]):
     /// one is recorded then, unless one was since.
     pub report_progress: bool,

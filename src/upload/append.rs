@@ -9,9 +9,10 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
+use super::crc::CrcTap;
 use super::{check_metadata, check_name, Caller, UploadError, UploadService};
 use crate::domain::{
-    AppendState, ChunkPlan, Concat, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
+    AppendState, ChunkPlan, Concat, Crc64, DeclaredDigest, DigestHasher, Metadata, ObjectKey, Timestamp, UploadId,
     UploadRecord, UploadState,
 };
 use crate::session::{progress_due, AppendEnd, AppendProgress, AppendStart};
@@ -88,7 +89,7 @@ impl UploadService {
         let key = ObjectKey::new(&id, &new.filename);
         let mut record =
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
-        record.append = Some(AppendState { length: new.length, offset: 0, cursor: String::new() });
+        record.append = Some(AppendState::new(new.length));
         record.concat = new.partial.then_some(Concat::Partial);
         self.open(record).await
     }
@@ -148,14 +149,17 @@ impl UploadService {
         // The body is hashed on its way to storage when the client declared a digest.
         let hasher = Rc::new(RefCell::new(request.digest.as_ref().map(|d| DigestHasher::new(d.algorithm))));
         let hashing = Rc::clone(&hasher);
-        let body = request
-            .body
-            .inspect(move |piece| {
-                if let (Ok(piece), Some(h)) = (piece, hashing.borrow_mut().as_mut()) {
-                    h.update(piece);
-                }
-            })
-            .boxed_local();
+        let crc = CrcTap::default();
+        let body = crc.tap(
+            request
+                .body
+                .inspect(move |piece| {
+                    if let (Ok(piece), Some(h)) = (piece, hashing.borrow_mut().as_mut()) {
+                        h.update(piece);
+                    }
+                })
+                .boxed_local(),
+        );
         let staged = StagedUpload::from(&record);
         let stored = tokio::select! {
             stored = self.storage.append(&staged, &at, body, room) => stored,
@@ -164,7 +168,7 @@ impl UploadService {
         let stored = match stored {
             Ok(stored) => stored,
             Err(err) => {
-                self.release_writer(id, claim.fence, &at).await;
+                self.release_writer(id, claim.fence, &at, state.crc64).await;
                 return Err(err.into());
             }
         };
@@ -172,7 +176,7 @@ impl UploadService {
             let actual = hasher.borrow_mut().take().map(DigestHasher::finish).unwrap_or_default();
             if stored.broken.is_some() || actual != declared.bytes {
                 // Nothing of this request is kept: the upload stays where it was.
-                self.release_writer(id, claim.fence, &at).await;
+                self.release_writer(id, claim.fence, &at, state.crc64).await;
                 return Err(match stored.broken {
                     Some(_) => UploadError::IncompleteBody,
                     None => UploadError::DigestMismatch { algorithm: declared.algorithm },
@@ -182,11 +186,14 @@ impl UploadService {
         self.metrics.bytes_received.inc_by(stored.offset.saturating_sub(at.offset));
 
         let now = self.clock.now();
+        let appended = stored.offset.saturating_sub(at.offset);
+        let crc64 = state.crc64.zip(crc.crc_of(appended)).map(|(before, this)| before.then(this, appended));
         let progress = AppendProgress {
             offset: stored.offset,
             cursor: stored.cursor,
             parts: stored.parts,
             length: request.length,
+            crc64,
             report_progress: stored.offset > at.offset && progress_due(&record, now),
         };
         let end = self.sessions.end_append(id, claim.fence, &progress, now, self.policy.ttl, self.policy.lease).await?;
@@ -205,7 +212,7 @@ impl UploadService {
         }
         let state = match claim {
             Some(claim) => {
-                record.append = Some(AppendState { length, offset, cursor: String::new() });
+                record.append = Some(AppendState { length, offset, cursor: String::new(), crc64 });
                 self.complete(record, claim).await
             }
             None => UploadState::Uploading,
@@ -222,12 +229,13 @@ impl UploadService {
 
     /// Ends a writer's claim without moving the offset, so the next append need not wait
     /// for it to lapse. Failures are logged: the claim lapses on its own.
-    async fn release_writer(&self, id: &UploadId, fence: u64, at: &AppendAt) {
+    async fn release_writer(&self, id: &UploadId, fence: u64, at: &AppendAt, crc64: Option<Crc64>) {
         let unchanged = AppendProgress {
             offset: at.offset,
             cursor: at.cursor.clone(),
             parts: Vec::new(),
             length: None,
+            crc64,
             report_progress: false,
         };
         let now = self.clock.now();

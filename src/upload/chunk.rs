@@ -1,7 +1,8 @@
 //! Taking one chunk, and assembling the object once the last gap is filled.
 
+use super::crc::CrcTap;
 use super::{UploadError, UploadService};
-use crate::domain::{ChunkIndex, Md5Digest, UploadId, UploadRecord, UploadState};
+use crate::domain::{ChunkIndex, Md5Digest, PartReceipt, UploadId, UploadRecord, UploadState};
 use crate::session::{progress_due, RecordOutcome};
 use crate::storage::{ByteStream, StagedUpload};
 
@@ -97,8 +98,9 @@ impl UploadService {
         let plan = record.plan;
 
         let staged = StagedUpload::from(&record);
-        let receipt = match self.storage.put_part(&staged, index, body, len, md5).await {
-            Ok(receipt) => receipt,
+        let crc = CrcTap::default();
+        let receipt = match self.storage.put_part(&staged, index, crc.tap(body), len, md5).await {
+            Ok(receipt) => PartReceipt { crc64: crc.crc_of(len), ..receipt },
             Err(err) if err.is_client_fault() => return Err(err.into()),
             // A cancel or an expiry on another instance may have pulled the storage away
             // mid-stream: report that rather than a storage fault.

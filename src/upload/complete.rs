@@ -8,7 +8,7 @@
 
 use std::time::Duration as StdDuration;
 
-use super::{UploadError, UploadService};
+use super::{crc, UploadError, UploadService};
 use crate::domain::{Claim, UploadRecord, UploadState};
 use crate::session::Finish;
 use crate::storage::{StagedUpload, StorageError};
@@ -89,27 +89,35 @@ impl UploadService {
     async fn try_assemble(&self, record: &UploadRecord, fence: u64) -> Result<UploadState, UploadError> {
         let staged = StagedUpload::from(record);
         let size = record.size().unwrap_or_default();
-        let made = match record.partials() {
+        let (made, checksum) = match record.partials() {
             // A final upload is made of its partials' kept bytes, not of parts of its own.
-            Some(partials) => self.concatenate(&staged, partials, size).await?,
+            Some(partials) => {
+                (self.concatenate(&staged, partials, size).await?, record.append.as_ref().and_then(|a| a.crc64))
+            }
             None => {
                 let parts = self.sessions.parts(&record.id).await?;
-                self.storage.complete(&staged, &parts, size).await
+                // An append upload's CRC follows its offset; a chunked one's is its chunks'.
+                let checksum = record.append.as_ref().map_or_else(|| crc::whole_file(&parts), |a| a.crc64);
+                match crc::mismatch(record.declared_checksum, checksum) {
+                    Some(error) => (Err(StorageError::Refused(error)), checksum),
+                    None => (self.storage.complete(&staged, &parts, size).await, checksum),
+                }
             }
         };
         let finish = match made {
-            Ok(object) => Finish::Completed { etag: object.etag },
+            Ok(object) => Finish::Completed { etag: object.etag, checksum },
             Err(StorageError::PartsChanged(chunks)) => {
                 tracing::warn!(upload_id = %record.id, ?chunks, "stored chunks changed or went missing; asking for them again");
                 Finish::Reopen { chunks }
             }
             Err(StorageError::Refused(reason)) => {
                 tracing::error!(upload_id = %record.id, %reason, "assembly failed for good");
-                let error = match record.partials() {
-                    Some(_) => "the partial uploads could not be concatenated",
-                    None => "the stored chunks could not be assembled",
+                let error = match (record.partials(), crc::mismatch(record.declared_checksum, checksum)) {
+                    (_, Some(mismatch)) => mismatch,
+                    (Some(_), None) => "the partial uploads could not be concatenated".into(),
+                    (None, None) => "the stored chunks could not be assembled".into(),
                 };
-                Finish::Failed { error: error.into() }
+                Finish::Failed { error }
             }
             Err(err) => {
                 tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "assembly failed; will retry");

@@ -13,7 +13,7 @@
 
 use super::hooks::HookRequest;
 use super::{check_metadata, Caller, UploadError, UploadService};
-use crate::domain::{AppendState, ChunkPlan, Concat, Metadata, ObjectKey, UploadId, UploadRecord, UploadState};
+use crate::domain::{AppendState, ChunkPlan, Concat, Crc64, Metadata, ObjectKey, UploadId, UploadRecord, UploadState};
 use crate::storage::{Partial, StagedUpload, StorageError, StoredObject};
 
 /// Most partial uploads one final upload may name.
@@ -50,9 +50,11 @@ impl UploadService {
                 new.partials.len()
             )));
         }
-        let mut length = 0u64;
+        let (mut length, mut crc64) = (0u64, Some(Crc64::EMPTY));
         for (i, id) in new.partials.iter().enumerate() {
-            length = length.saturating_add(self.finished_partial(id, i + 1).await?);
+            let (size, checksum) = self.finished_partial(id, i + 1).await?;
+            length = length.saturating_add(size);
+            crc64 = crc64.zip(checksum).map(|(before, this)| before.then(this, size));
         }
         self.check_length(length, 0)?;
         let hook = HookRequest {
@@ -70,7 +72,7 @@ impl UploadService {
         let key = ObjectKey::new(&id, &new.filename);
         let now = self.clock.now();
         let mut record = self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, now);
-        record.append = Some(AppendState { length: Some(length), offset: length, cursor: String::new() });
+        record.append = Some(AppendState { length: Some(length), offset: length, cursor: String::new(), crc64 });
         record.bytes_received = length;
         record.concat = Some(Concat::Final { partials: new.partials });
         if length == 0 {
@@ -85,9 +87,10 @@ impl UploadService {
         self.sessions.get(&id).await?.ok_or(UploadError::NotFound)
     }
 
-    /// The length of the partial upload `id`, at `position` in a final's list, if it is a
-    /// finished partial. An assembly left pending is finished first (as status does).
-    async fn finished_partial(&self, id: &UploadId, position: usize) -> Result<u64, UploadError> {
+    /// The length and CRC-64/NVME (if known) of the partial upload `id`, at `position` in a
+    /// final's list, if it is a finished partial. An assembly left pending is finished
+    /// first (as status does).
+    async fn finished_partial(&self, id: &UploadId, position: usize) -> Result<(u64, Option<Crc64>), UploadError> {
         let record = match self.status(id).await {
             Ok(status) => status.record,
             Err(UploadError::NotFound | UploadError::WrongState(UploadState::Canceled)) => {
@@ -99,7 +102,7 @@ impl UploadService {
             return Err(UploadError::NotAPartialUpload { position });
         }
         match (record.state, record.size()) {
-            (UploadState::Completed, Some(size)) => Ok(size),
+            (UploadState::Completed, Some(size)) => Ok((size, record.checksum)),
             (state, _) => Err(UploadError::PartialUnfinished { position, state }),
         }
     }

@@ -2,8 +2,9 @@
 //! then a `completed` session records it. With a pre-create hook, the hook approves the
 //! text fields that came before the file, so none may come after it.
 
+use super::crc::CrcTap;
 use super::{check_metadata, Caller, UploadError, UploadService, UploadStatus};
-use crate::domain::{ChunkPlan, Metadata, ObjectKey, UploadId, UploadState};
+use crate::domain::{ChunkPlan, Crc64, Metadata, ObjectKey, UploadId, UploadState};
 use crate::storage::{ByteStream, ObjectAttributes, StoredObject};
 
 /// What a form says before its file's bytes: what the pre-create hook is asked about.
@@ -28,6 +29,8 @@ pub struct FormFile {
     filename: String,
     content_type: Option<String>,
     object: StoredObject,
+    /// The object's CRC-64/NVME.
+    checksum: Option<Crc64>,
     /// The text fields before the file, or the hook's replacement for them.
     metadata: Metadata,
     /// Whether a pre-create hook approved the file and `metadata`.
@@ -47,11 +50,14 @@ impl UploadService {
         let key = ObjectKey::new(&id, &new.filename);
         // The form's text fields may come after the file: only the content type goes along.
         let attributes = ObjectAttributes { content_type: new.content_type.clone(), ..ObjectAttributes::default() };
-        let object = self.storage.put_object(&key, body, self.policy.chunks.max_file_size, &attributes).await?;
+        let crc = CrcTap::default();
+        let object =
+            self.storage.put_object(&key, crc.tap(body), self.policy.chunks.max_file_size, &attributes).await?;
         self.metrics.bytes_received.inc_by(object.size);
         let approved_by_hook = self.hook.is_some();
         let NewFormFile { filename, content_type, metadata, .. } = new;
-        Ok(FormFile { id, key, filename, content_type, object, metadata, approved_by_hook })
+        let checksum = crc.crc_of(object.size);
+        Ok(FormFile { id, key, filename, content_type, object, checksum, metadata, approved_by_hook })
     }
 
     /// Records a stored form file as a `completed` upload, with the text fields that came
@@ -78,6 +84,7 @@ impl UploadService {
         record.received_chunks = plan.total_chunks();
         record.bytes_received = plan.size();
         record.etag = Some(file.object.etag.clone());
+        record.checksum = file.checksum;
         if let Err(err) = self.sessions.insert(&record).await {
             self.discard_form_file(file).await;
             return Err(err.into());

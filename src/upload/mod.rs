@@ -8,6 +8,7 @@ mod append;
 mod chunk;
 mod complete;
 mod concat;
+mod crc;
 mod error;
 mod form;
 mod hooks;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::domain::{
-    ChunkPlan, ChunkPolicy, Clock, Md5Digest, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
-    UploadState,
+    ChunkPlan, ChunkPolicy, Clock, Crc64, Md5Digest, Metadata, ObjectKey, Processing, Timestamp, UploadId,
+    UploadRecord, UploadState,
 };
 use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
@@ -72,6 +73,9 @@ pub struct NewUpload {
     pub metadata: Metadata,
     /// Who asks, and how (for the pre-create hook).
     pub caller: Caller,
+    /// The CRC-64/NVME of the whole file, if the client declares it: an object whose
+    /// bytes differ is not made.
+    pub checksum: Option<Crc64>,
 }
 
 /// An upload as status and resume report it.
@@ -119,6 +123,12 @@ impl UploadService {
         self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
         check_metadata(&new.metadata)?;
         let plan = ChunkPlan::new(new.size, new.chunk_size, &self.policy.chunks)?;
+        if new.size == 0 && new.checksum.is_some_and(|crc| crc != Crc64::EMPTY) {
+            return Err(UploadError::InvalidRequest(format!(
+                "checksum.crc64nvme of an empty file is {}",
+                Crc64::EMPTY
+            )));
+        }
         let new = NewUpload { metadata: self.approve(&new).await?.unwrap_or(new.metadata), ..new };
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
@@ -126,6 +136,7 @@ impl UploadService {
         let mut record =
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
         record.part_chunks = self.storage.chunks_per_part(plan.chunk_size());
+        record.declared_checksum = new.checksum;
         self.open(record).await
     }
 
@@ -151,6 +162,7 @@ impl UploadService {
             };
             record.state = UploadState::Completed;
             record.etag = Some(etag);
+            record.checksum = Some(Crc64::EMPTY);
         } else {
             record.storage_upload_id = self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
         }
@@ -279,6 +291,8 @@ impl UploadService {
             progress_at: None,
             concat: None,
             processing: self.policy.processing.then(Processing::queued),
+            declared_checksum: None,
+            checksum: None,
         }
     }
 

@@ -155,3 +155,84 @@ async fn status_and_cancel_commands_use_the_upload_token() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("upload-canceled"));
 }
+
+/// `ferry upload --wait` with a processing stage: the test plays the app's processor,
+/// which it learns of from the completion webhook.
+async fn upload_and_wait(processor_says: Value) -> (Output, Value) {
+    const KEY: &str = "processor-key-for-the-cli";
+    let receiver = crate::support::webhook::Receiver::start(0);
+    let app = spawn_app_with(|s| {
+        s.processing.enabled = true;
+        s.auth.processor_keys = vec![KEY.into()];
+        s.events.webhooks.push(ferry::config::WebhookSettings {
+            url: receiver.url.clone(),
+            secret: crate::support::webhook::SECRET.into(),
+            types: vec!["upload.completed".into()],
+        });
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "talk.mp4", &bytes(41, 3 * CHUNK as usize));
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--wait", "--server", &app.address]).arg(&file);
+    let cli = tokio::task::spawn_blocking(move || command.output().unwrap());
+    eventually("the upload completes", || async { !receiver.accepted().is_empty() }).await;
+    let completed = receiver.accepted();
+    let id = completed[0]["upload_id"].as_str().unwrap().to_owned();
+    let report = |body: Value| {
+        app.client.post(app.url(&format!("/v1/uploads/{id}/processing"))).bearer_auth(KEY).json(&body).send()
+    };
+    assert_eq!(report(serde_json::json!({"status": "running", "progress": 50})).await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!cli.is_finished(), "--wait waits while the stage is processing");
+    assert_eq!(report(processor_says).await.unwrap().status(), 200);
+    (cli.await.unwrap(), completed[0].clone())
+}
+
+#[tokio::test]
+async fn ferry_upload_wait_waits_for_processing_and_prints_its_result() {
+    let result = serde_json::json!({"url": "https://cdn.example/talk.mp4", "duration": 12.5});
+    let (output, _) = upload_and_wait(serde_json::json!({"status": "done", "result": result})).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(last_json(&output), result, "the processor's result on stdout");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("processed"));
+}
+
+#[tokio::test]
+async fn ferry_upload_wait_fails_when_processing_fails() {
+    let (output, completed) = upload_and_wait(serde_json::json!({"status": "failed", "error": "codec unknown"})).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("processing failed: codec unknown"), "{stderr}");
+    assert_eq!(completed["data"]["stage"], "processing");
+}
+
+/// A file that changes while it is sent (a log still being written, a video still being
+/// saved): with the CRC-64/NVME declared (the default), the server makes no object of the
+/// mix and the upload fails; with `--no-checksum`, the mix is stored.
+async fn upload_a_file_that_changes(extra: &[&str]) -> (Output, TestApp) {
+    let app = spawn_app_with(|s| s.uploads.default_chunk_size = MIN_CHUNK);
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(34, 1200 * MIN_CHUNK as usize);
+    let file = write_file(dir.path(), "growing.log", &data);
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", app.address.as_str(), "--json", "--parallel", "1"]).args(extra).arg(&file);
+    let cli = tokio::task::spawn_blocking(move || command.output().unwrap());
+    eventually("part of the file is stored", || async { chunks_received(&app).await >= 50 }).await;
+    let mut changed = data.clone();
+    changed[data.len() - 10..].copy_from_slice(b"0123456789");
+    std::fs::write(&file, &changed).unwrap();
+    (cli.await.unwrap(), app)
+}
+
+#[tokio::test]
+async fn a_file_changed_while_it_is_sent_is_not_stored_under_its_declared_checksum() {
+    let (output, app) = upload_a_file_that_changes(&[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CRC-64/NVME") && stderr.contains("not made"), "{stderr}");
+    assert!(app.metrics().await.contains("ferry_uploads_failed_total 1"));
+
+    let (output, _) = upload_a_file_that_changes(&["--no-checksum"]).await;
+    assert!(output.status.success(), "without a declared checksum the mix is stored");
+    assert!(last_json(&output)["checksum"]["crc64nvme"].is_string(), "the server still reports what it stored");
+}

@@ -255,6 +255,19 @@ pub fn content_md5(data: &[u8]) -> String {
     STANDARD.encode(Md5::digest(data))
 }
 
+/// CRC-64/NVME bit by bit from the catalogue's parameters, as S3 shows it (the base64 of
+/// its 8 big-endian bytes): an implementation independent of ferry's.
+pub fn crc64nvme(data: &[u8]) -> String {
+    let mut crc = u64::MAX;
+    for byte in data {
+        crc ^= u64::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x9a6c_9329_ac4b_c9b5 } else { crc >> 1 };
+        }
+    }
+    STANDARD.encode((!crc).to_be_bytes())
+}
+
 /// Deterministic bytes that differ for every `seed`.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     ferry::storage::contract::bytes(seed, len)

@@ -5,6 +5,7 @@ mod helpers;
 mod support;
 
 mod access;
+mod checksum;
 mod chunks;
 mod cli;
 mod cluster;
@@ -27,6 +28,8 @@ mod redis_tls;
 mod restart;
 mod s3;
 mod s3_append;
+mod sse;
 mod tus;
 mod tus_concat;
 mod ui;
+mod worker;

@@ -262,6 +262,7 @@ pub async fn patches_append_in_order_and_the_object_is_byte_identical(spawn: Spa
     assert_eq!(tus.object(&url).await, data);
     let status = tus.native(&url).await;
     assert_eq!((status["offset"].as_u64(), status["length"].as_u64()), (Some(10_000), Some(10_000)));
+    assert_eq!(status["checksum"]["crc64nvme"], crc64nvme(&data), "combined across the PATCHes");
 }
 
 pub async fn patch_refusals_follow_the_spec(spawn: Spawn) {
@@ -432,6 +433,7 @@ pub async fn a_patch_cut_mid_body_keeps_what_arrived_and_the_upload_goes_on(spaw
     })
     .await;
     assert_eq!(tus.object(&url).await, data);
+    assert_eq!(tus.native(&url).await["checksum"]["crc64nvme"], crc64nvme(&data), "the cut kept the CRC right");
 }
 
 pub async fn of_two_concurrent_patches_one_wins_and_the_other_is_told_to_retry(spawn: Spawn) {

@@ -139,6 +139,8 @@ pub async fn partials_then_a_final_make_the_partials_bytes_in_order(spawn: Spawn
         Some(format!("filename {},filetype {}", b64("joined.bin"), b64("video/mp4")).as_str())
     );
     assert_eq!(tus.object(&url).await, expected, "the partials' bytes, in the final's order");
+    let checksum = &tus.native(&url).await["checksum"]["crc64nvme"];
+    assert_eq!(checksum, &crc64nvme(&expected), "combined from the partials' own, never read again");
     assert_eq!(kept_bytes(&app, &urls[2]).await, Some(data[2].clone()), "the partials stay for another final");
 }
 

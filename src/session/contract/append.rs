@@ -4,18 +4,20 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use super::*;
+use crate::domain::Crc64;
 
 /// A fresh append upload of `length` (or a deferred length) created at `now`.
 async fn created_append(store: &dyn SessionStore, length: Option<u64>) -> (UploadRecord, Timestamp) {
     let now = SystemClock.now().trunc_subsecs(3);
     let mut r = new_record(now);
-    r.append = Some(AppendState { length, offset: 0, cursor: String::new() });
+    r.append = Some(AppendState::new(length));
     store.insert(&r).await.expect("insert");
     (r, now)
 }
 
 fn progress(offset: u64, cursor: &str) -> AppendProgress {
-    AppendProgress { offset, cursor: cursor.into(), parts: Vec::new(), length: None, report_progress: true }
+    let crc64 = Some(Crc64::of(cursor.as_bytes()));
+    AppendProgress { offset, cursor: cursor.into(), parts: Vec::new(), length: None, crc64, report_progress: true }
 }
 
 async fn begin(store: &dyn SessionStore, r: &UploadRecord, offset: u64, now: Timestamp) -> AppendStart {
@@ -66,17 +68,21 @@ pub async fn the_last_append_claims_the_completion(store: &dyn SessionStore) {
         cursor: "t".into(),
         parts: vec![(ChunkIndex(0), part.clone())],
         length: None,
+        crc64: Some(Crc64::of(b"first")),
         report_progress: true,
     };
     let end = store.end_append(&r.id, fence, &first, now, ttl(), lease()).await.expect("end");
     assert_eq!(end, AppendEnd::Recorded { offset: 10, length: None, claim: None }, "no length yet: no completion");
     assert_eq!(store.parts(&r.id).await.expect("parts"), vec![(ChunkIndex(0), part)]);
+    let stored = store.get(&r.id).await.expect("get").expect("record");
+    assert_eq!(stored.append.and_then(|a| a.crc64), Some(Crc64::of(b"first")), "the CRC so far is kept");
     let (fence, _) = granted(begin(store, &r, 10, now).await);
     let last = AppendProgress {
         offset: 25,
         cursor: String::new(),
         parts: Vec::new(),
         length: Some(25),
+        crc64: None,
         report_progress: true,
     };
     let claim = match store.end_append(&r.id, fence, &last, now, ttl(), lease()).await.expect("end") {
@@ -85,9 +91,10 @@ pub async fn the_last_append_claims_the_completion(store: &dyn SessionStore) {
     };
     let stored = store.get(&r.id).await.expect("get").expect("record");
     assert_eq!(stored.state, UploadState::Completing);
+    assert_eq!(stored.append.as_ref().and_then(|a| a.crc64), None, "a CRC lost stays lost");
     assert!(stored.has_all_chunks());
     assert_eq!(begin(store, &r, 25, now).await, AppendStart::Refused(UploadState::Completing));
-    let done = Finish::Completed { etag: "appended".into() };
+    let done = Finish::Completed { etag: "appended".into(), checksum: None };
     assert!(store.finish(&r.id, claim.fence, &done, now, ttl()).await.expect("finish"));
 }
 

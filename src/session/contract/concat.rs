@@ -10,7 +10,7 @@ use crate::domain::Concat;
 /// A fresh append upload of `length` at `offset`, playing `concat`, created at `now`.
 fn concat_record(now: Timestamp, length: u64, offset: u64, concat: Concat) -> UploadRecord {
     let mut r = new_record(now);
-    r.append = Some(AppendState { length: Some(length), offset, cursor: String::new() });
+    r.append = Some(AppendState { length: Some(length), offset, cursor: String::new(), crc64: None });
     r.concat = Some(concat);
     r
 }
@@ -66,7 +66,7 @@ pub async fn an_upload_inserted_under_a_claim_is_held_by_it(store: &dyn SessionS
     let later = now + lease() + Duration::seconds(1);
     let next = store.claim(&r.id, later, lease()).await.expect("claim").expect("a lapsed claim passes on");
     assert!(next.fence > claim.fence);
-    let done = Finish::Completed { etag: "final".into() };
+    let done = Finish::Completed { etag: "final".into(), checksum: None };
     assert!(!store.finish(&r.id, claim.fence, &done, later, ttl()).await.expect("finish"), "the old holder lost it");
     assert!(store.finish(&r.id, next.fence, &done, later, ttl()).await.expect("finish"));
     let read = store.get(&r.id).await.expect("get").expect("record");

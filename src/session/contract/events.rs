@@ -27,7 +27,10 @@ pub async fn each_change_records_its_event_with_the_record_it_left(store: &dyn S
     assert_eq!(kinds(&batch), [EventKind::Created]);
     assert_eq!((batch.events[0].time, batch.events[0].record.state), (now, UploadState::Uploading));
     let fence = claim_of(&record(store, &r, all_but_last(store, &r, now).await, now).await).expect("a claim");
-    assert!(store.finish(&r.id, fence, &Finish::Completed { etag: "e".into() }, now, ttl()).await.expect("finish"));
+    assert!(store
+        .finish(&r.id, fence, &Finish::Completed { etag: "e".into(), checksum: None }, now, ttl())
+        .await
+        .expect("finish"));
     let batch = pending(store, &r.id, later).await.expect("events");
     assert_eq!(kinds(&batch), [EventKind::Created, EventKind::Progress, EventKind::Completed]);
     let numbers: Vec<u64> = batch.events.iter().map(|e| e.number).collect();

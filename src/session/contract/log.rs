@@ -48,6 +48,21 @@ pub async fn appended_events_read_back_after_a_position(log: &dyn EventLog) {
     assert_eq!(log.read_after(&start, 2).await.expect("read").len(), 2);
 }
 
+/// Positions sort by `order` as the log does, and a string that is no position has none.
+pub async fn positions_order_like_the_log(log: &dyn EventLog) {
+    let start = log.head().await.expect("head");
+    log.append(&[event(1), event(2)], 1000).await.expect("append");
+    log.append(&[event(3)], 1000).await.expect("append");
+    let read = log.read_after(&start, 10).await.expect("read");
+    let mut orders = vec![log.order(&start).expect("the head has an order")];
+    orders.extend(read.iter().map(|l| log.order(&l.position).expect("a position has an order")));
+    assert_eq!(orders.len(), 4);
+    assert!(orders.windows(2).all(|w| w[0] < w[1]), "{orders:?} ascend");
+    for garbage in ["", "next", "-", "1-", "x-1", "18446744073709551616"] {
+        assert_eq!(log.order(garbage), None, "{garbage:?}");
+    }
+}
+
 /// A sink gets the events appended after it first looked, once each, then again after
 /// its retry delay until settled.
 pub async fn a_sink_gets_new_events_and_retries_until_settled(log: &dyn EventLog) {
@@ -88,6 +103,7 @@ macro_rules! event_log_contract {
     ($log:expr) => {
         $crate::event_log_contract!(@cases $log;
             appended_events_read_back_after_a_position,
+            positions_order_like_the_log,
             a_sink_gets_new_events_and_retries_until_settled,
             a_dead_consumers_deliveries_go_to_another,
         );

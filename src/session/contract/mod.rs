@@ -74,12 +74,14 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         progress_at: None,
         concat: None,
         processing: None,
+        declared_checksum: None,
+        checksum: None,
     }
 }
 
 fn receipt(record: &UploadRecord, index: u32, tag: &str) -> PartReceipt {
     let size = record.plan.chunk_len(ChunkIndex(index));
-    PartReceipt { md5: Md5Digest::of(tag.as_bytes()), etag: tag.into(), size }
+    PartReceipt { md5: Md5Digest::of(tag.as_bytes()), etag: tag.into(), size, crc64: None }
 }
 
 async fn created(store: &dyn SessionStore) -> (UploadRecord, Timestamp) {
@@ -205,9 +207,9 @@ pub async fn a_lapsed_claim_passes_to_the_next_caller(store: &dyn SessionStore) 
     let later = now + lease() + Duration::seconds(1);
     let second = store.claim(&r.id, later, lease()).await.expect("claim").expect("lapsed claim");
     assert!(second.fence > first);
-    let done = Finish::Completed { etag: "stale".into() };
+    let done = Finish::Completed { etag: "stale".into(), checksum: None };
     assert!(!store.finish(&r.id, first, &done, later, ttl()).await.expect("finish"));
-    let done = Finish::Completed { etag: "fresh".into() };
+    let done = Finish::Completed { etag: "fresh".into(), checksum: None };
     assert!(store.finish(&r.id, second.fence, &done, later, ttl()).await.expect("finish"));
     let stored = store.get(&r.id).await.expect("get").expect("record");
     assert_eq!((stored.state, stored.etag.as_deref()), (UploadState::Completed, Some("fresh")));
@@ -224,7 +226,7 @@ pub async fn finishing_moves_the_state_machine(store: &dyn SessionStore) {
     assert_eq!((stored.state, stored.claim), (UploadState::Completing, None));
     let again = store.claim(&r.id, now, lease()).await.expect("claim").expect("claimable after release");
     let later = now + Duration::minutes(1);
-    let done = Finish::Completed { etag: "etag".into() };
+    let done = Finish::Completed { etag: "etag".into(), checksum: None };
     assert!(store.finish(&r.id, again.fence, &done, later, ttl()).await.expect("finish"));
     assert!(store.parts(&r.id).await.expect("parts").is_empty());
     let stored = store.get(&r.id).await.expect("get").expect("record");
@@ -290,7 +292,7 @@ pub async fn cancel_never_interleaves_with_completion(store: &dyn SessionStore) 
     assert_eq!(store.cancel(&r.id, now, ttl()).await.expect("cancel"), CancelOutcome::Refused(UploadState::Completing));
     let later = now + lease() + Duration::seconds(1);
     assert!(matches!(store.cancel(&r.id, later, ttl()).await.expect("cancel"), CancelOutcome::Canceled(_)));
-    let done = Finish::Completed { etag: "late".into() };
+    let done = Finish::Completed { etag: "late".into(), checksum: None };
     assert!(!store.finish(&r.id, fence, &done, later, ttl()).await.expect("finish"));
     assert_eq!(store.get(&r.id).await.expect("get").expect("record").state, UploadState::Canceled);
 }

@@ -16,7 +16,7 @@ async fn completed(store: &dyn SessionStore) -> (UploadRecord, Timestamp) {
     store.insert(&record).await.expect("insert");
     let fence = claim_of(&record_chunks(store, &record, now).await).expect("a claim");
     assert!(store
-        .finish(&record.id, fence, &Finish::Completed { etag: "e".into() }, now, ttl())
+        .finish(&record.id, fence, &Finish::Completed { etag: "e".into(), checksum: None }, now, ttl())
         .await
         .expect("finish"));
     (record, now)
@@ -102,7 +102,10 @@ pub async fn processing_needs_a_completed_upload_with_a_stage(store: &dyn Sessio
     let plain = new_record(now);
     store.insert(&plain).await.expect("insert");
     let fence = claim_of(&record_chunks(store, &plain, now).await).expect("a claim");
-    assert!(store.finish(&plain.id, fence, &Finish::Completed { etag: "e".into() }, now, ttl()).await.expect("finish"));
+    assert!(store
+        .finish(&plain.id, fence, &Finish::Completed { etag: "e".into(), checksum: None }, now, ttl())
+        .await
+        .expect("finish"));
     let outcome = store.process(&plain.id, &running(1), now, ttl()).await.expect("process");
     assert_eq!(outcome, ProcessOutcome::Refused(ProcessingRefusal::NoStage));
 

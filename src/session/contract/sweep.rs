@@ -50,7 +50,7 @@ pub async fn a_retired_upload_takes_nothing_more(store: &dyn SessionStore) {
     assert!(store.parts(&r.id).await.expect("parts").is_empty());
     assert_eq!(record(store, &r, 0, past).await, RecordOutcome::NotFound);
     assert_eq!(store.claim(&r.id, past, lease()).await.expect("claim"), None);
-    let done = Finish::Completed { etag: "late".into() };
+    let done = Finish::Completed { etag: "late".into(), checksum: None };
     assert!(!store.finish(&r.id, fence, &done, past, ttl()).await.expect("finish"));
     match store.retire(&r.id, past).await.expect("retire again") {
         Retired::Retired(again) => assert_eq!(again.state, UploadState::Expired),
@@ -88,7 +88,7 @@ pub async fn a_claim_lives_by_its_heartbeat(store: &dyn SessionStore) {
     assert_eq!(stored.claim.map(|c| c.until), Some(later + lease()));
     let lapsed = later + lease() + Duration::seconds(1);
     assert!(!store.renew(&r.id, fence, lapsed, lease()).await.expect("renew"), "lapsed");
-    let done = Finish::Completed { etag: "late".into() };
+    let done = Finish::Completed { etag: "late".into(), checksum: None };
     assert!(!store.finish(&r.id, fence, &done, lapsed, ttl()).await.expect("finish"), "a lapsed claim");
     let abandoned = now + ttl() + lease() * 3;
     assert_eq!(store.retire(&r.id, abandoned).await.expect("retire"), Retired::Unfinished);

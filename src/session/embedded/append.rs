@@ -67,6 +67,9 @@ impl Tables<'_> {
             }
         }
         let Some(append) = record.append.as_mut() else { return Ok(AppendEnd::Lost) };
+        if progress.offset >= append.offset {
+            append.crc64 = progress.crc64;
+        }
         append.offset = append.offset.max(progress.offset);
         append.cursor = progress.cursor;
         append.length = progress.length.or(append.length);

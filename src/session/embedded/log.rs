@@ -12,7 +12,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use super::outbox::COUNTERS;
 use super::{run_blocking, EmbeddedSessionStore};
 use crate::domain::Timestamp;
-use crate::events::{retry_delay, Delivery, Event, EventLog, Logged};
+use crate::events::{retry_delay, Delivery, Event, EventLog, Logged, Order};
 use crate::session::SessionError;
 
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events_v1");
@@ -83,6 +83,10 @@ impl EventLog for EmbeddedSessionStore {
             Ok(last.to_string())
         })
         .await
+    }
+
+    fn order(&self, position: &str) -> Option<Order> {
+        Some((position.parse().ok()?, 0))
     }
 
     async fn open(&self, sink: &str) -> Result<(), SessionError> {

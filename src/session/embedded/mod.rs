@@ -254,9 +254,10 @@ impl SessionStore for EmbeddedSessionStore {
             record.claim = None;
             record.updated_at = now;
             match outcome {
-                Finish::Completed { etag } => {
+                Finish::Completed { etag, checksum } => {
                     record.state = UploadState::Completed;
                     record.etag = Some(etag);
+                    record.checksum = checksum;
                 }
                 Finish::Failed { error } => {
                     record.state = UploadState::Failed;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
 use crate::domain::{
-    AppendState, ChunkPlan, Claim, Concat, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
+    AppendState, ChunkPlan, Claim, Concat, Crc64, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
     UploadState,
 };
 
@@ -31,6 +31,9 @@ pub(crate) struct Meta {
     /// Absent from records written before concatenation existed, and from the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     concat: Option<Concat>,
+    /// The CRC-64/NVME the client declared, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declared_checksum: Option<Crc64>,
 }
 
 fn one() -> u32 {
@@ -54,6 +57,7 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         created_at: r.created_at,
         part_chunks: r.part_chunks,
         concat: r.concat.clone(),
+        declared_checksum: r.declared_checksum,
     };
     let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
     let mut fields = vec![
@@ -77,6 +81,9 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
     if let Some(error) = &r.error {
         fields.push(("error", error.clone()));
     }
+    if let Some(crc) = r.checksum {
+        fields.push(("crc64", crc.to_string()));
+    }
     if let Some(processing) = &r.processing {
         fields.push(("processing", processing_field(processing)?));
     }
@@ -85,6 +92,9 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         fields.push(("offset", append.offset.to_string()));
         fields.push(("length", append.length.map(|l| l.to_string()).unwrap_or_default()));
         fields.push(("cursor", append.cursor.clone()));
+        if let Some(crc) = append.crc64 {
+            fields.push(("append_crc64", crc.to_string()));
+        }
     }
     Ok(fields)
 }
@@ -127,6 +137,10 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
                 },
                 offset: count("offset")?,
                 cursor: fields.get("cursor").cloned().unwrap_or_default(),
+                crc64: fields
+                    .get("append_crc64")
+                    .map(|c| c.parse().map_err(|_| corrupt("append_crc64")))
+                    .transpose()?,
             }),
             _ => None,
         },
@@ -134,6 +148,8 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
         progress_at: fields.get("progress_at").map(|_| time("progress_at")).transpose()?,
         concat: meta.concat,
         processing: fields.get("processing").map(|p| decode_meta(p.as_bytes())).transpose()?,
+        declared_checksum: meta.declared_checksum,
+        checksum: fields.get("crc64").map(|c| c.parse().map_err(|_| corrupt("crc64"))).transpose()?,
     })
 }
 

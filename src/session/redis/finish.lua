@@ -1,5 +1,6 @@
 -- End a claim. KEYS: upload, parts, outbox. ARGV: fence, outcome (completed | failed | release |
--- reopen), text (etag or error), now, ttl, margin, then the chunks to forget (reopen).
+-- reopen), text (etag or error), now, ttl, margin, the object's CRC-64/NVME (completed; may be
+-- empty), then the chunks to forget (reopen).
 -- Returns 1, or 0 unless that claim is live on an unexpired record.
 -- `emit` (emit.lua) is prepended when the script is loaded.
 
@@ -12,6 +13,7 @@ redis.call('HSET', KEYS[1], 'claim_fence', 0, 'claim_until', 0, 'updated', now)
 local outcome = ARGV[2]
 if outcome == 'completed' then
   redis.call('HSET', KEYS[1], 'state', 'completed', 'etag', ARGV[3], 'expires', expires)
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'crc64', ARGV[7]) end
   redis.call('DEL', KEYS[2])
   emit('upload.completed', now)
 elseif outcome == 'failed' then
@@ -20,7 +22,7 @@ elseif outcome == 'failed' then
   emit('upload.failed', now)
 elseif outcome == 'reopen' then
   redis.call('HSET', KEYS[1], 'state', 'uploading', 'expires', expires)
-  for i = 7, #ARGV do
+  for i = 8, #ARGV do
     local receipt = redis.call('HGET', KEYS[2], ARGV[i])
     if receipt then
       redis.call('HDEL', KEYS[2], ARGV[i])

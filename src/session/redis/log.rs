@@ -14,7 +14,7 @@ use redis::Value;
 
 use super::RedisSessionStore;
 use crate::domain::Timestamp;
-use crate::events::{retry_delay, Delivery, Event, EventLog, Logged};
+use crate::events::{retry_delay, Delivery, Event, EventLog, Logged, Order};
 use crate::session::SessionError;
 
 /// The consumer groups this process made sure exist.
@@ -96,6 +96,11 @@ impl EventLog for RedisSessionStore {
         pipe.cmd("XREVRANGE").arg(self.events_key()).arg("+").arg("-").arg("COUNT").arg(1);
         let (range,): (StreamRangeReply,) = self.query(&pipe).await?;
         Ok(range.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+    }
+
+    fn order(&self, position: &str) -> Option<Order> {
+        let (ms, seq) = position.split_once('-')?;
+        Some((ms.parse().ok()?, seq.parse().ok()?))
     }
 
     async fn open(&self, sink: &str) -> Result<(), SessionError> {

@@ -390,12 +390,17 @@ impl SessionStore for RedisSessionStore {
         ttl: Duration,
     ) -> Result<bool, SessionError> {
         let (kind, text, chunks): (&str, &str, &[ChunkIndex]) = match outcome {
-            Finish::Completed { etag } => ("completed", etag, &[]),
+            Finish::Completed { etag, .. } => ("completed", etag, &[]),
             Finish::Failed { error } => ("failed", error, &[]),
             Finish::Release => ("release", "", &[]),
             Finish::Reopen { chunks } => ("reopen", "", chunks),
         };
-        let mut args = vec![fence.to_string(), kind.into(), text.into(), ms(now).to_string(), millis(ttl), margin()];
+        let checksum = match outcome {
+            Finish::Completed { checksum: Some(crc), .. } => crc.to_string(),
+            _ => String::new(),
+        };
+        let mut args =
+            vec![fence.to_string(), kind.into(), text.into(), ms(now).to_string(), millis(ttl), margin(), checksum];
         args.extend(chunks.iter().map(|c| c.0.to_string()));
         // Every outcome leaves the upload due no earlier than the claim's entry says.
         let events = matches!(outcome, Finish::Completed { .. } | Finish::Failed { .. }).then_some(now);
@@ -456,6 +461,7 @@ impl SessionStore for RedisSessionStore {
             progress.cursor.clone(),
             progress.length.map(|l| l.to_string()).unwrap_or_default(),
             flag(progress.report_progress),
+            progress.crc64.map(|crc| crc.to_string()).unwrap_or_default(),
         ];
         for (index, receipt) in &progress.parts {
             args.push(index.0.to_string());

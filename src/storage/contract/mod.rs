@@ -230,7 +230,10 @@ pub async fn delete_removes_an_object(store: &dyn Harness) {
 pub async fn a_missing_part_is_asked_for_again(store: &dyn Harness) {
     let up = staged(store).await;
     let first = put(store, &up, 0, &bytes(12, PART)).await;
-    let ghost = (ChunkIndex(1), PartReceipt { md5: Md5Digest::of(b"x"), etag: Md5Digest::of(b"x").hex(), size: 1 });
+    let ghost = (
+        ChunkIndex(1),
+        PartReceipt { md5: Md5Digest::of(b"x"), etag: Md5Digest::of(b"x").hex(), size: 1, crc64: None },
+    );
     let err = store.complete(&up, &[first.clone(), ghost], PART as u64 + 1).await.expect_err("a part is missing");
     assert!(matches!(&err, StorageError::PartsChanged(chunks) if chunks == &[ChunkIndex(1)]), "{err:?}");
     assert_eq!(store.object(&up.key).await, None);

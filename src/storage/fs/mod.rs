@@ -208,7 +208,7 @@ impl ObjectStore for FsObjectStore {
         let etag = format!("{index}-{}", uuid::Uuid::new_v4().simple());
         tokio::fs::create_dir_all(self.staging_dir(&upload.id)).await.map_err(StorageError::unavailable)?;
         temp.persist(&self.part_path(&upload.id, &etag)?).await?;
-        Ok(PartReceipt { md5, etag, size: len })
+        Ok(PartReceipt { md5, etag, size: len, crc64: None })
     }
 
     #[tracing::instrument(name = "fs.append", skip_all, fields(upload_id = %upload.id, offset = at.offset))]

@@ -358,7 +358,7 @@ impl S3ObjectStore {
                 let etag = answer.as_deref().map(unquote);
                 let etag = etag
                     .ok_or_else(|| Stop::Store(StorageError::Refused("the store gave no ETag for the part".into())))?;
-                Ok(Written::Part(index, PartReceipt { md5, etag, size }))
+                Ok(Written::Part(index, PartReceipt { md5, etag, size, crc64: None }))
             }
             Write::Tail(size) => Ok(Written::Tail(answer.unwrap_or_default(), size)),
         }

@@ -70,7 +70,7 @@ impl S3ObjectStore {
         let request = request.content_length(content_length(len)?);
         let request = request.set_content_md5(expected_md5.map(|md5| md5.to_string()));
         let (md5, _) = body::stream(body, len, expected_md5, |stream| request.body(stream).send()).await?;
-        Ok(PartReceipt { md5, etag: name, size: len })
+        Ok(PartReceipt { md5, etag: name, size: len, crc64: None })
     }
 
     /// Deletes a chunk send whose receipt was replaced.

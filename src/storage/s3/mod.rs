@@ -324,7 +324,7 @@ impl ObjectStore for S3ObjectStore {
         let (md5, out) = body::stream(body, len, expected_md5, |stream| request.body(stream).send()).await?;
         let etag = out.e_tag.as_deref().map(unquote);
         let etag = etag.ok_or_else(|| StorageError::Refused("the store gave no ETag for the part".into()))?;
-        Ok(PartReceipt { md5, etag, size: len })
+        Ok(PartReceipt { md5, etag, size: len, crc64: None })
     }
 
     #[tracing::instrument(name = "s3.complete", skip_all, fields(upload_id = %upload.id, parts = parts.len()))]

@@ -6,5 +6,6 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod s3;
 pub mod s3_faults;
+pub mod sse;
 pub mod tls;
 pub mod webhook;
