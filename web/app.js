@@ -1,5 +1,7 @@
 // The upload page: drop or pick files, one row per file with its progress, speed, ETA,
-// Pause / Resume / Cancel, and plain error messages. All the protocol is in ferry.js.
+// Pause / Resume / Cancel, and plain error messages; then the processing stage, when the
+// server has one, until done (with a link to the result) or failed. All the protocol is
+// in ferry.js.
 
 import { upload, storageKey } from './ferry.js';
 
@@ -85,17 +87,18 @@ class Row {
     this.pauseButton = button('Pause', `Pause ${file.name}`, () => this.togglePause());
     this.cancelButton = button('Cancel', `Cancel ${file.name}`, () => this.cancel());
     this.retryButton = button('Retry', `Retry ${file.name}`, () => this.start());
-    this.removeButton = button('Remove', `Remove ${file.name} from the list`, () => this.element.remove());
+    this.removeButton = button('Remove', `Remove ${file.name} from the list`, () => this.remove());
     const actions = element('div', { class: 'actions' });
     actions.append(this.pauseButton, this.retryButton, this.cancelButton, this.removeButton);
     this.bar = element('progress', { max: '100', value: '0', 'aria-label': `Progress of ${file.name}` });
     this.stateText = element('span', { class: 'state' });
+    this.resultLink = element('a', { class: 'result', target: '_blank', rel: 'noopener noreferrer' }, 'Open result');
     this.percentText = element('span', { class: 'percent' });
     this.bytesText = element('span', { class: 'bytes' });
     this.speedText = element('span', { class: 'speed' });
     this.etaText = element('span', { class: 'eta' });
     const figures = element('div', { class: 'figures', 'aria-live': 'polite' });
-    figures.append(this.stateText, this.percentText, this.bytesText, this.speedText, this.etaText);
+    figures.append(this.stateText, this.resultLink, this.percentText, this.bytesText, this.speedText, this.etaText);
     this.errorText = element('p', { class: 'error', role: 'alert' });
     li.append(name, actions, this.bar, figures, this.errorText);
     this.element = li;
@@ -107,11 +110,17 @@ class Row {
       return;
     }
     this.errorText.textContent = '';
+    this.stage = null;
     active.set(this.key, this);
     this.transfer = upload(this.file, {
       token: apiKey.value.trim() || undefined,
       parallel: Math.max(1, Math.min(16, Number(parallel.value) || 4)),
       onProgress: (progress) => this.show(progress),
+      // After the bytes: processing (over server-sent events) until done or failed.
+      onStage: (stage) => {
+        this.stage = stage;
+        this.show(this.transfer.progress);
+      },
     });
     this.show(this.transfer.progress);
     this.transfer.promise.then(
@@ -141,16 +150,32 @@ class Row {
     await this.transfer.cancel();
   }
 
+  /** Takes the row off the list; a completed upload's stage is no longer followed. */
+  remove() {
+    this.transfer?.cancel();
+    this.element.remove();
+  }
+
+  /** Shows the upload's progress `p`, then, once completed, its stage. */
   show(p) {
     const li = this.element;
+    const stage = p.state === 'completed' ? this.stage : null;
     li.dataset.state = p.state;
+    li.dataset.stage = stage?.stage ?? (['canceled', 'failed'].includes(p.state) ? 'failed' : 'uploading');
     if (p.uploadId) li.dataset.uploadId = p.uploadId;
     li.dataset.chunks = `${p.chunksUploaded}/${p.totalChunks}`;
     li.dataset.resumed = String(p.resumed);
-    const percent = Math.floor(p.percent);
-    this.bar.value = p.percent;
+    const value = stage ? stage.progress : p.percent; // the processor's percent, once completed
+    const percent = Math.floor(value);
+    this.bar.value = value;
     this.bar.textContent = `${percent}%`;
-    this.stateText.textContent = describe(p) + (p.state === 'completed' && this.keyText ? `, ${this.keyText}` : '');
+    let text = stage ? describeStage(stage) : describe(p);
+    if (p.state === 'completed' && this.keyText && (!stage || stage.stage === 'done')) text += `, ${this.keyText}`;
+    this.stateText.textContent = text;
+    const link = stage?.stage === 'done' ? webUrl(stage.url) : null;
+    this.resultLink.hidden = !link;
+    if (link) this.resultLink.href = link;
+    else this.resultLink.removeAttribute('href');
     this.percentText.textContent = `${percent}%`;
     this.bytesText.textContent = `${formatBytes(p.bytesUploaded)} of ${formatBytes(p.bytesTotal)}`;
     const moving = p.state === 'uploading';
@@ -171,13 +196,33 @@ class Row {
 function describe(p) {
   switch (p.state) {
     case 'starting': return 'Starting…';
-    case 'uploading': return p.resumed ? 'Uploading (resumed)' : 'Uploading';
+    case 'uploading': return p.resumed ? 'Uploading… (resumed)' : 'Uploading…';
     case 'paused': return 'Paused';
     case 'completing': return 'Finishing…';
     case 'completed': return 'Done';
     case 'canceled': return 'Canceled';
     case 'failed': return 'Failed';
     default: return p.state;
+  }
+}
+
+function describeStage(s) {
+  switch (s.stage) {
+    case 'processing': return 'Processing…';
+    case 'done': return 'Done';
+    case 'failed': return `Failed: ${sentence(s.error)}`;
+    default: return 'Finishing…';
+  }
+}
+
+/** `url` when it is a web address (a result's `url` is the processor's word: no
+ * `javascript:` links), else null. */
+function webUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? parsed.href : null;
+  } catch {
+    return null;
   }
 }
 

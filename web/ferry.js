@@ -6,6 +6,11 @@
 //   transfer.pause(); transfer.resume(); await transfer.cancel();
 //   const status = await transfer.promise; // the upload's final status JSON
 //
+// With a processing stage on the server, `onStage` follows it over server-sent events:
+//
+//   upload(file, { onStage: (s) => console.log(s.stage, s.progress, s.url, s.error) });
+//   const watch = follow(uploadId, { token: uploadToken, onStage }); watch.close();
+//
 // See the README's "Browser" section for the whole API.
 
 /* ----------------------------------------------------------------------------------- */
@@ -213,6 +218,9 @@ export function storageKey(server, file) {
  * `file.type`), `onProgress(progress)`, `signal` (an AbortSignal that cancels),
  * `retries` (per request, default 8), `resume` (default true: remember the upload in
  * `storage`, default localStorage, and pick it up again after a reload).
+ * After completion: `onStage(stage)` follows the stage until it is final (see `follow()`,
+ * which also takes `pollInterval` and `EventSource`), and `waitForProcessing` (default
+ * false) makes `promise` wait for it too.
  */
 export function upload(file, options = {}) {
   return new Upload(file, options);
@@ -221,7 +229,9 @@ export function upload(file, options = {}) {
 /** One file on its way to ferry. */
 export class Upload {
   /** Resolves to the final status JSON (`state: "completed"`, `key`, `etag`, ...), or
-   * rejects with a FerryError (`code: "canceled"` after `cancel()`). */
+   * rejects with a FerryError (`code: "canceled"` after `cancel()`). With
+   * `waitForProcessing`, resolves once the stage is `done` (and rejects with
+   * `code: "processing-failed"` when it is `failed`). */
   promise;
 
   #file;
@@ -246,6 +256,7 @@ export class Upload {
   #otherRequests = new Set();
   #missing = [];
   #serverDone = false;
+  #follower = null;
   #settled;
 
   constructor(file, options = {}) {
@@ -318,11 +329,13 @@ export class Upload {
   }
 
   /** Stops for good, deletes the upload on the server and forgets it; resolves once done.
-   * `promise` then rejects with `code: "canceled"`. */
+   * `promise` then rejects with `code: "canceled"`. Once completed, the upload stays: this
+   * only stops following its stage. */
   cancel() {
-    if (!isFinal(this.#state) && !this.#halt) {
+    if (!this.#halt && (!isFinal(this.#state) || this.#state === 'completed')) {
       this.#halt = new FerryError('The upload was canceled', { code: 'canceled' });
       this.#stopAll();
+      this.#follower?.close();
     }
     return this.#settled;
   }
@@ -330,6 +343,37 @@ export class Upload {
   /* ---- the flow ---- */
 
   async #run() {
+    const status = await this.#send();
+    const { onStage, waitForProcessing, pollInterval, EventSource } = this.#opts;
+    if (!onStage && !waitForProcessing) return status;
+    this.#follower = follow(this.#id, {
+      server: this.#server,
+      token: this.#uploadToken,
+      fetch: this.#fetch,
+      status,
+      onStage,
+      pollInterval,
+      EventSource,
+    });
+    if (this.#halt) this.#follower.close(); // canceled by an onProgress or onStage callback
+    if (!waitForProcessing) {
+      this.#follower.promise.catch(() => {}); // onStage tells the caller
+      return status;
+    }
+    let stage;
+    try {
+      stage = await this.#follower.promise;
+    } catch (err) {
+      throw this.#halt ?? err;
+    }
+    if (stage.stage === 'failed') {
+      throw new FerryError(stage.error, { code: 'processing-failed', problem: stage.status });
+    }
+    return stage.status;
+  }
+
+  /** Sends the file; resolves to the completed status. */
+  async #send() {
     try {
       let status = await this.#open();
       for (let round = 0; !status; round++) {
@@ -672,6 +716,212 @@ export class Upload {
       // nothing to forget
     }
   }
+}
+
+/* ----------------------------------------------------------------------------------- */
+/* Following the stage: processing once the bytes are in                               */
+/* ----------------------------------------------------------------------------------- */
+
+/** The server-sent event types; each event's `data` is the upload's status. */
+const EVENT_TYPES = [
+  'upload.progress',
+  'upload.completed',
+  'upload.failed',
+  'upload.canceled',
+  'upload.expired',
+  'processing.updated',
+  'processing.done',
+  'processing.failed',
+];
+
+/** EventSource errors in a row (without a connection in between) before polling instead. */
+const MAX_STREAM_ERRORS = 3;
+
+/**
+ * Follows upload `uploadId` until its stage is final (`done` or `failed`): server-sent
+ * events bring each change; without EventSource, or after it fails three times running,
+ * the status is polled. Options: `token` (the upload token), `server`, `onStage(stage)`,
+ * `status` (a status already in hand, the starting point), `pollInterval` (ms, default
+ * 2000), `fetch`, `EventSource` (null: poll). `stage` is `{stage, uploadId, progress,
+ * processing, result, url, error, status}`; stages only move forward.
+ */
+export function follow(uploadId, options = {}) {
+  return new Follow(uploadId, options);
+}
+
+/** One upload being followed. */
+export class Follow {
+  /** Resolves to the final stage (`stage: "done"` or `"failed"`); rejects with a FerryError
+   * when the token is refused, or `code: "canceled"` after `close()`. */
+  promise;
+
+  #id;
+  #token;
+  #server;
+  #fetch;
+  #onStage;
+  #pollInterval;
+  #source = null;
+  #timer = null;
+  #errors = 0;
+  #stage = null;
+  #closed = false;
+  #resolve;
+  #reject;
+
+  constructor(uploadId, options = {}) {
+    if (!uploadId) throw new TypeError('follow(uploadId): the upload id is required');
+    this.#id = uploadId;
+    this.#token = options.token;
+    const server = options.server ?? globalThis.location?.origin;
+    if (!server) throw new TypeError('follow(): options.server is required outside a page');
+    this.#server = String(server).replace(/\/+$/, '');
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    this.#fetch = (...args) => fetchImpl.apply(globalThis, args);
+    this.#onStage = options.onStage;
+    this.#pollInterval = options.pollInterval ?? 2000;
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    if (options.status) this.#take(options.status);
+    if (this.#closed) return;
+    const Source = options.EventSource === undefined ? globalThis.EventSource : options.EventSource;
+    if (Source) this.#listen(Source);
+    else this.#poll();
+  }
+
+  /** The latest stage (what `onStage` received), or null before the first. */
+  get stage() {
+    return this.#stage;
+  }
+
+  /** Stops following; `promise` rejects with `code: "canceled"` unless already settled. */
+  close() {
+    if (this.#stop()) this.#reject(new FerryError('Following the upload was stopped', { code: 'canceled' }));
+  }
+
+  #listen(Source) {
+    const token = this.#token ? `?token=${encodeURIComponent(this.#token)}` : '';
+    const source = new Source(this.#url(`/events${token}`));
+    this.#source = source;
+    const onEvent = (message) => {
+      const event = parseJson(message.data);
+      if (event?.data) this.#take(event.data);
+    };
+    for (const type of ['message', ...EVENT_TYPES]) source.addEventListener(type, onEvent);
+    // A change made before the stream began is not in it: read the status once connected.
+    source.addEventListener('open', () => {
+      this.#errors = 0;
+      this.#check();
+    });
+    // EventSource reconnects by itself, with Last-Event-ID; a refusal closes it for good.
+    source.addEventListener('error', () => {
+      if (this.#closed || (source.readyState !== 2 && ++this.#errors < MAX_STREAM_ERRORS)) return;
+      source.close();
+      this.#source = null;
+      this.#poll();
+    });
+  }
+
+  async #poll() {
+    while (!this.#closed) {
+      await this.#check();
+      if (this.#closed) return;
+      await new Promise((wake) => {
+        this.#timer = setTimeout(wake, this.#pollInterval);
+      });
+    }
+  }
+
+  /** Reads the status once. An upload gone (404, 410) has failed; a refused token ends the
+   * following; anything else is tried again by the next poll or reconnection. */
+  async #check() {
+    let response;
+    let body;
+    try {
+      response = await this.#fetch(this.#url(''), {
+        headers: this.#token ? { Authorization: `Bearer ${this.#token}` } : {},
+      });
+      body = parseJson(await response.text());
+    } catch {
+      return;
+    }
+    if (response.ok) return this.#take(body);
+    const error = new FerryError(body?.detail || `GET ${this.#url('')} answered ${response.status}`, {
+      status: response.status,
+      code: body?.code || `http-${response.status}`,
+      problem: body,
+    });
+    if (response.status === 404 || response.status === 410) {
+      this.#take({ stage: 'failed', state: 'gone', error: error.message, problem: body });
+    } else if (response.status === 401 || response.status === 403) {
+      if (this.#stop()) this.#reject(error);
+    }
+  }
+
+  /** Takes a status: reports its stage when it moved forward, and ends on a final one. */
+  #take(status) {
+    if (this.#closed || !status || typeof status !== 'object') return;
+    const next = stageOf(this.#id, status);
+    if (this.#stage && !isAhead(next, this.#stage)) return;
+    this.#stage = next;
+    if (this.#onStage) {
+      try {
+        this.#onStage(next);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+    if ((next.stage === 'done' || next.stage === 'failed') && this.#stop()) this.#resolve(next);
+  }
+
+  /** Closes the stream and the poll; false when already closed. */
+  #stop() {
+    if (this.#closed) return false;
+    this.#closed = true;
+    this.#source?.close();
+    this.#source = null;
+    clearTimeout(this.#timer);
+    return true;
+  }
+
+  #url(tail) {
+    return `${this.#server}/v1/uploads/${encodeURIComponent(this.#id)}${tail}`;
+  }
+}
+
+/** What `onStage` receives, from a status body. `progress` is the percent of the current
+ * stage: bytes while uploading, the processor's report while processing. */
+function stageOf(uploadId, status) {
+  const processing = status.processing ?? null;
+  const result = processing?.result ?? null;
+  const stage = status.stage ?? (status.state === 'completed' ? 'done' : 'uploading');
+  let progress = processing?.progress ?? 0;
+  if (stage === 'uploading') progress = status.size ? Math.floor((status.bytes_received * 100) / status.size) : 0;
+  if (stage === 'done') progress = 100;
+  let error = null;
+  if (stage === 'failed') error = processing?.error || status.error || `the upload is ${status.state}`;
+  return {
+    stage,
+    uploadId,
+    progress,
+    processing: processing?.status ?? null,
+    result,
+    url: typeof result?.url === 'string' ? result.url : null,
+    error,
+    status,
+  };
+}
+
+/** Whether `next` is further on than `last`: a later stage (queued, then running), or the
+ * same one with more progress. */
+function isAhead(next, last) {
+  const rank = (s) =>
+    ({ uploading: 0, processing: s.processing === 'running' ? 2 : 1, done: 3, failed: 3 })[s.stage] ?? 0;
+  return rank(next) > rank(last) || (rank(next) === rank(last) && next.progress > last.progress);
 }
 
 /* ---- helpers ---- */

@@ -11,6 +11,8 @@ import {
   chunkIndex,
   launchBrowser,
   MIB,
+  PROCESSING,
+  reportProcessing,
   sleep,
   startFerry,
   tempDir,
@@ -194,6 +196,9 @@ describe('the upload page in headless Chromium', () => {
     assert.equal(stored.length, 300 * 1024);
     assert.ok(stored.every((byte, i) => byte === ((i * 7) & 0xff)));
     assert.equal(await page.locator('#drop').getAttribute('class'), 'drop', 'the drop highlight is cleared');
+    assert.equal(await row(page).getAttribute('data-stage'), 'done', 'no processing stage: done once completed');
+    assert.match(await row(page).locator('.state').textContent(), /^Done, stored as /);
+    assert.ok(await row(page).getByRole('link').isHidden(), 'no result link');
     assert.deepEqual(seen.problems, []);
     await context.close();
   });
@@ -282,6 +287,93 @@ describe('the upload page and a server that refuses', () => {
     assert.ok(await page.getByRole('button', { name: 'Retry big.bin' }).isHidden(), 'no Retry for a refused file');
     assert.equal(await page.locator('li.upload').count(), 2);
     await screenshot(page, '5-too-large');
+    assert.deepEqual(seen.problems, []);
+    await context.close();
+  });
+});
+
+describe('the upload page and a processing stage', () => {
+  let ferry;
+  let browser;
+  let files;
+
+  before(async () => {
+    files = tempDir();
+    ferry = await startFerry(PROCESSING);
+    await assertServesCurrentWebFiles(ferry.url);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await ferry?.stop();
+    files?.remove();
+  });
+
+  /** Picks `name` on a fresh page and waits until its row shows the processing stage.
+   * Returns the page, its row, the upload id and the event streams the page opened. */
+  async function uploadAndWaitForProcessing(name) {
+    const { path } = writeTestFile(files.dir, name, 300 * 1024, name.length);
+    const opened = await openPage(browser, ferry.url);
+    const streams = [];
+    opened.page.on('response', (response) => {
+      if (response.request().resourceType() === 'eventsource') {
+        streams.push({ url: response.url(), status: response.status(), type: response.headers()['content-type'] });
+      }
+    });
+    await opened.page.setInputFiles('#files', path);
+    await opened.page.locator('li.upload[data-stage="processing"]').waitFor();
+    const id = await row(opened.page).getAttribute('data-upload-id');
+    return { ...opened, row: row(opened.page), id, streams };
+  }
+
+  const figures = async (li) => ({
+    state: await li.locator('.state').textContent(),
+    percent: await li.locator('.percent').textContent(),
+    bar: await li.locator('progress').evaluate((bar) => bar.value),
+  });
+
+  test('a row goes Processing… 0%, 45%, then Done with a link to the result', { timeout: TIMEOUT }, async () => {
+    const { context, page, seen, row: li, id, streams } = await uploadAndWaitForProcessing('clip.mp4');
+    assert.equal(await li.getAttribute('data-state'), 'completed');
+    assert.match((await figures(li)).state, /^Processing…/);
+    await waitUntil('0%', async () => (await figures(li)).percent === '0%');
+    assert.ok(await li.getByRole('link').isHidden(), 'no link yet');
+
+    await reportProcessing(ferry.url, id, { status: 'running', progress: 45 });
+    await waitUntil('45%', async () => (await figures(li)).percent === '45%', 10_000);
+    assert.deepEqual(await figures(li), { state: 'Processing…', percent: '45%', bar: 45 });
+    await screenshot(page, '6-processing');
+
+    const url = 'https://example.com/result.mp4';
+    await reportProcessing(ferry.url, id, { status: 'done', result: { url, duration: 12.5 } });
+    await page.locator('li.upload[data-stage="done"]').waitFor({ timeout: 10_000 });
+    assert.deepEqual(await figures(li), { state: `Done, stored as ${id}/clip.mp4`, percent: '100%', bar: 100 });
+    const link = li.getByRole('link', { name: 'Open result' });
+    assert.equal(await link.getAttribute('href'), url);
+    assert.ok(await link.isVisible());
+    assert.ok(await page.getByRole('button', { name: 'Remove clip.mp4 from the list' }).isVisible());
+    await screenshot(page, '7-processed');
+
+    // The page followed over server-sent events, with the upload token.
+    assert.equal(streams.length, 1, `one stream: ${JSON.stringify(streams)}`);
+    assert.equal(new URL(streams[0].url).pathname, `/v1/uploads/${id}/events`);
+    assert.equal(streams[0].status, 200);
+    assert.match(streams[0].type, /^text\/event-stream/);
+    assert.deepEqual(seen.problems, []);
+    await context.close();
+  });
+
+  test('a processing failure is shown with its reason', { timeout: TIMEOUT }, async () => {
+    const { context, page, seen, row: li, id } = await uploadAndWaitForProcessing('broken.mp4');
+    await reportProcessing(ferry.url, id, { status: 'running', progress: 20 });
+    await waitUntil('20%', async () => (await figures(li)).percent === '20%', 10_000);
+    await reportProcessing(ferry.url, id, { status: 'failed', error: 'the video codec is not supported' });
+    await page.locator('li.upload[data-stage="failed"]').waitFor({ timeout: 10_000 });
+    assert.deepEqual(await figures(li), { state: 'Failed: the video codec is not supported', percent: '20%', bar: 20 });
+    assert.equal(await li.getAttribute('data-state'), 'completed', 'the bytes are stored all the same');
+    assert.ok(await li.getByRole('link').isHidden(), 'no result link');
+    assert.ok(await page.getByRole('button', { name: 'Retry broken.mp4' }).isHidden(), 'nothing to retry');
+    await screenshot(page, '8-processing-failed');
     assert.deepEqual(seen.problems, []);
     await context.close();
   });

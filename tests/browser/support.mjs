@@ -191,3 +191,22 @@ export function chunkIndex(url) {
   const match = /\/v1\/uploads\/[^/]+\/chunks\/(\d+)$/.exec(new URL(url).pathname);
   return match ? Number(match[1]) : null;
 }
+
+/** A processor's key, and the settings that turn the processing stage on with it. */
+export const PROCESSOR_KEY = 'browser-suite-processor-key';
+export const PROCESSING = { FERRY__PROCESSING__ENABLED: 'true', FERRY__AUTH__PROCESSOR_KEYS: PROCESSOR_KEY };
+
+/** Reports on upload `id` as its processor would (`{status: "running", progress: 45}`,
+ * `{status: "done", result}`, `{status: "failed", error}`); returns the status. */
+export async function reportProcessing(url, id, report) {
+  const response = await fetch(`${url}/v1/uploads/${id}/processing`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${PROCESSOR_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(report),
+  });
+  const body = await response.text();
+  if (response.status !== 200) {
+    throw new Error(`processing report ${JSON.stringify(report)}: ${response.status} ${body}`);
+  }
+  return JSON.parse(body);
+}
