@@ -2,7 +2,7 @@
 //! applications in one test process do not collide) and served at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Every metric ferry exports. Cloning shares the same counters.
@@ -15,7 +15,7 @@ pub struct Metrics {
     pub uploads_completed: IntCounter,
     /// Uploads canceled by a client.
     pub uploads_canceled: IntCounter,
-    /// Unfinished uploads removed by the sweeper.
+    /// Abandoned uploads: unfinished ones the sweeper expired after their TTL.
     pub uploads_expired: IntCounter,
     /// Uploads whose assembly failed for good.
     pub uploads_failed: IntCounter,
@@ -39,6 +39,17 @@ pub struct Metrics {
     events_published: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     webhook_latency: HistogramVec,
+    upload_duration: Histogram,
+    upload_size: Histogram,
+}
+
+/// `upload_duration_seconds` buckets: a second to a day.
+const DURATION_BUCKETS: [f64; 14] =
+    [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0];
+
+/// `upload_size_bytes` buckets: 1 KiB to 64 GiB, by powers of 4.
+fn size_buckets() -> Vec<f64> {
+    (0..14).map(|i| 1024.0 * 4f64.powi(i)).collect()
 }
 
 impl Metrics {
@@ -87,11 +98,23 @@ impl Metrics {
             &["sink"],
         )?;
         registry.register(Box::new(webhook_latency.clone()))?;
+        let upload_duration = Histogram::with_opts(
+            HistogramOpts::new("upload_duration_seconds", "Time from an upload's creation to its completion")
+                .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(upload_duration.clone()))?;
+        let upload_size = Histogram::with_opts(
+            HistogramOpts::new("upload_size_bytes", "Size of completed uploads").buckets(size_buckets()),
+        )?;
+        registry.register(Box::new(upload_size.clone()))?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
             uploads_canceled: counter("uploads_canceled_total", "Uploads canceled by a client")?,
-            uploads_expired: counter("uploads_expired_total", "Unfinished uploads removed after their TTL")?,
+            uploads_expired: counter(
+                "uploads_expired_total",
+                "Abandoned uploads: unfinished ones expired after their TTL",
+            )?,
             uploads_failed: counter("uploads_failed_total", "Uploads whose assembly failed for good")?,
             completions_adopted: counter(
                 "completions_adopted_total",
@@ -112,8 +135,17 @@ impl Metrics {
             events_published,
             webhook_deliveries,
             webhook_latency,
+            upload_duration,
+            upload_size,
             registry,
         })
+    }
+
+    /// Counts a completed upload of `size` bytes that took `seconds` from its creation.
+    pub fn upload_completed(&self, seconds: f64, size: u64) {
+        self.uploads_completed.inc();
+        self.upload_duration.observe(seconds.max(0.0));
+        self.upload_size.observe(size as f64);
     }
 
     /// Counts a refused chunk under its problem code.

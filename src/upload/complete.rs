@@ -8,7 +8,7 @@
 
 use std::time::Duration as StdDuration;
 
-use super::{UploadError, UploadService};
+use super::{seconds_between, UploadError, UploadService};
 use crate::domain::{Claim, UploadRecord, UploadState};
 use crate::session::Finish;
 use crate::storage::{StagedUpload, StorageError};
@@ -127,7 +127,7 @@ impl UploadService {
         }
         Ok(match finish {
             Finish::Completed { .. } => {
-                self.metrics.uploads_completed.inc();
+                self.metrics.upload_completed(seconds_between(record.created_at, now), size);
                 UploadState::Completed
             }
             Finish::Failed { .. } => {
