@@ -41,6 +41,9 @@ pub struct Metrics {
     webhook_latency: HistogramVec,
     upload_duration: Histogram,
     upload_size: Histogram,
+    /// Bytes in the filesystem store's working files; registered only with that store
+    /// ([`Metrics::expose_staging_bytes`]).
+    pub staging_bytes: IntGauge,
 }
 
 /// `upload_duration_seconds` buckets: a second to a day.
@@ -107,6 +110,10 @@ impl Metrics {
             HistogramOpts::new("upload_size_bytes", "Size of completed uploads").buckets(size_buckets()),
         )?;
         registry.register(Box::new(upload_size.clone()))?;
+        let staging_bytes = IntGauge::new(
+            "staging_bytes",
+            "Bytes in the filesystem store's working files: staged chunks and files being written",
+        )?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
@@ -137,8 +144,18 @@ impl Metrics {
             webhook_latency,
             upload_duration,
             upload_size,
+            staging_bytes,
             registry,
         })
+    }
+
+    /// Adds `staging_bytes` to what `/metrics` serves: only the filesystem store stages
+    /// bytes on ferry's own disk. Idempotent.
+    pub fn expose_staging_bytes(&self) -> Result<(), prometheus::Error> {
+        match self.registry.register(Box::new(self.staging_bytes.clone())) {
+            Err(prometheus::Error::AlreadyReg) => Ok(()),
+            other => other,
+        }
     }
 
     /// Counts a completed upload of `size` bytes that took `seconds` from its creation.
@@ -192,5 +209,20 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_bytes_is_served_only_once_exposed() {
+        let metrics = Metrics::new().unwrap();
+        metrics.staging_bytes.set(7);
+        assert!(!metrics.render().unwrap().contains("ferry_staging_bytes"));
+        metrics.expose_staging_bytes().unwrap();
+        metrics.expose_staging_bytes().unwrap();
+        assert!(metrics.render().unwrap().contains("ferry_staging_bytes 7"));
     }
 }

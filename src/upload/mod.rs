@@ -198,6 +198,17 @@ impl UploadService {
         Ok(())
     }
 
+    /// Sets the `staging_bytes` gauge to what the storage holds on this machine's disk
+    /// now, if it holds anything here (the filesystem store); a failed measure is logged
+    /// and leaves the gauge as it was.
+    pub async fn measure_staging(&self) {
+        match self.storage.staged_bytes().await {
+            Ok(Some(bytes)) => self.metrics.staging_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %crate::error::chain(&err), "could not measure the staging folder"),
+        }
+    }
+
     /// The record of an upload that exists, has not expired and is not canceled.
     async fn live(&self, id: &UploadId) -> Result<UploadRecord, UploadError> {
         let record = self.sessions.get(id).await?.ok_or(UploadError::NotFound)?;

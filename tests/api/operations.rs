@@ -92,6 +92,32 @@ async fn completed_uploads_are_timed_from_creation_and_sized() {
 }
 
 #[tokio::test]
+async fn the_staging_gauge_follows_the_chunks_on_disk() {
+    let app = spawn_app();
+    let staged = |bytes: u64| {
+        let app = &app;
+        async move {
+            eventually(&format!("{bytes} bytes are staged"), || async {
+                sample(&app.metrics().await, "ferry_staging_bytes") == bytes as f64
+            })
+            .await
+        }
+    };
+    staged(0).await;
+    let canceled = app.create(2 * CHUNK, None).await;
+    app.put_chunk(&canceled, 0, &bytes(23, CHUNK as usize)).await;
+    staged(CHUNK).await;
+    let completed = app.create(CHUNK + 100, None).await;
+    app.put_chunk(&completed, 0, &bytes(24, CHUNK as usize)).await;
+    staged(2 * CHUNK).await;
+    assert_eq!(app.cancel(&canceled).await.status(), StatusCode::NO_CONTENT);
+    staged(CHUNK).await;
+    let last: Value = app.put_chunk(&completed, 1, &bytes(25, 100)).await.json().await.unwrap();
+    assert_eq!(last["state"], "completed");
+    staged(0).await;
+}
+
+#[tokio::test]
 async fn request_ids_are_echoed_or_made_up() {
     let app = spawn_app();
     let echoed = app.client.get(app.url("/healthz")).header("X-Request-Id", "trace-me-42").send().await.unwrap();
