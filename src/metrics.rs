@@ -41,6 +41,8 @@ pub struct Metrics {
     webhook_latency: HistogramVec,
     upload_duration: Histogram,
     upload_size: Histogram,
+    /// Uploads with recorded events the publisher has not yet published.
+    pub outbox_uploads_pending: IntGauge,
     /// Bytes in the filesystem store's working files; registered only with that store
     /// ([`Metrics::expose_staging_bytes`]).
     pub staging_bytes: IntGauge,
@@ -110,6 +112,9 @@ impl Metrics {
             HistogramOpts::new("upload_size_bytes", "Size of completed uploads").buckets(size_buckets()),
         )?;
         registry.register(Box::new(upload_size.clone()))?;
+        let outbox_uploads_pending =
+            IntGauge::new("outbox_uploads_pending", "Uploads with recorded events not yet published to the event log")?;
+        registry.register(Box::new(outbox_uploads_pending.clone()))?;
         let staging_bytes = IntGauge::new(
             "staging_bytes",
             "Bytes in the filesystem store's working files: staged chunks and files being written",
@@ -144,6 +149,7 @@ impl Metrics {
             webhook_latency,
             upload_duration,
             upload_size,
+            outbox_uploads_pending,
             staging_bytes,
             registry,
         })
