@@ -2,7 +2,7 @@
 //! applications in one test process do not collide) and served at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Every metric ferry exports. Cloning shares the same counters.
@@ -15,7 +15,7 @@ pub struct Metrics {
     pub uploads_completed: IntCounter,
     /// Uploads canceled by a client.
     pub uploads_canceled: IntCounter,
-    /// Unfinished uploads removed by the sweeper.
+    /// Abandoned uploads: unfinished ones the sweeper expired after their TTL.
     pub uploads_expired: IntCounter,
     /// Uploads whose assembly failed for good.
     pub uploads_failed: IntCounter,
@@ -41,6 +41,22 @@ pub struct Metrics {
     webhook_latency: HistogramVec,
     /// Server-sent event streams open now.
     pub sse_connections: IntGauge,
+    upload_duration: Histogram,
+    upload_size: Histogram,
+    /// Uploads with recorded events the publisher has not yet published.
+    pub outbox_uploads_pending: IntGauge,
+    /// Bytes in the filesystem store's working files; registered only with that store
+    /// ([`Metrics::expose_staging_bytes`]).
+    pub staging_bytes: IntGauge,
+}
+
+/// `upload_duration_seconds` buckets: a second to a day.
+const DURATION_BUCKETS: [f64; 14] =
+    [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0];
+
+/// `upload_size_bytes` buckets: 1 KiB to 64 GiB, by powers of 4.
+fn size_buckets() -> Vec<f64> {
+    (0..14).map(|i| 1024.0 * 4f64.powi(i)).collect()
 }
 
 impl Metrics {
@@ -91,11 +107,30 @@ impl Metrics {
         registry.register(Box::new(webhook_latency.clone()))?;
         let sse_connections = IntGauge::new("sse_connections", "Server-sent event streams open now")?;
         registry.register(Box::new(sse_connections.clone()))?;
+        let upload_duration = Histogram::with_opts(
+            HistogramOpts::new("upload_duration_seconds", "Time from an upload's creation to its completion")
+                .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(upload_duration.clone()))?;
+        let upload_size = Histogram::with_opts(
+            HistogramOpts::new("upload_size_bytes", "Size of completed uploads").buckets(size_buckets()),
+        )?;
+        registry.register(Box::new(upload_size.clone()))?;
+        let outbox_uploads_pending =
+            IntGauge::new("outbox_uploads_pending", "Uploads with recorded events not yet published to the event log")?;
+        registry.register(Box::new(outbox_uploads_pending.clone()))?;
+        let staging_bytes = IntGauge::new(
+            "staging_bytes",
+            "Bytes in the filesystem store's working files: staged chunks and files being written",
+        )?;
         Ok(Self {
             uploads_created: counter("uploads_created_total", "Uploads opened")?,
             uploads_completed: counter("uploads_completed_total", "Uploads whose object was stored")?,
             uploads_canceled: counter("uploads_canceled_total", "Uploads canceled by a client")?,
-            uploads_expired: counter("uploads_expired_total", "Unfinished uploads removed after their TTL")?,
+            uploads_expired: counter(
+                "uploads_expired_total",
+                "Abandoned uploads: unfinished ones expired after their TTL",
+            )?,
             uploads_failed: counter("uploads_failed_total", "Uploads whose assembly failed for good")?,
             completions_adopted: counter(
                 "completions_adopted_total",
@@ -117,8 +152,28 @@ impl Metrics {
             webhook_deliveries,
             webhook_latency,
             sse_connections,
+            upload_duration,
+            upload_size,
+            outbox_uploads_pending,
+            staging_bytes,
             registry,
         })
+    }
+
+    /// Adds `staging_bytes` to what `/metrics` serves: only the filesystem store stages
+    /// bytes on ferry's own disk. Idempotent.
+    pub fn expose_staging_bytes(&self) -> Result<(), prometheus::Error> {
+        match self.registry.register(Box::new(self.staging_bytes.clone())) {
+            Err(prometheus::Error::AlreadyReg) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Counts a completed upload of `size` bytes that took `seconds` from its creation.
+    pub fn upload_completed(&self, seconds: f64, size: u64) {
+        self.uploads_completed.inc();
+        self.upload_duration.observe(seconds.max(0.0));
+        self.upload_size.observe(size as f64);
     }
 
     /// Counts a refused chunk under its problem code.
@@ -165,5 +220,20 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_bytes_is_served_only_once_exposed() {
+        let metrics = Metrics::new().unwrap();
+        metrics.staging_bytes.set(7);
+        assert!(!metrics.render().unwrap().contains("ferry_staging_bytes"));
+        metrics.expose_staging_bytes().unwrap();
+        metrics.expose_staging_bytes().unwrap();
+        assert!(metrics.render().unwrap().contains("ferry_staging_bytes 7"));
     }
 }

@@ -72,6 +72,9 @@ impl Application {
         let metrics = Metrics::new().context("Failed to register metrics")?;
         let Stores { sessions, events, log, secret } = open_sessions(settings, &metrics).await?;
         let storage = open_storage(settings).await?;
+        if settings.storage.backend == StorageBackend::Fs {
+            metrics.expose_staging_bytes().context("Failed to register metrics")?;
+        }
         let u = &settings.uploads;
         let policy = UploadPolicy {
             chunks: u.chunk_policy(),

@@ -1,18 +1,19 @@
 //! The relay benchmark: ferry in S3 + Redis mode against the plainest relay there is
 //! (nginx passing presigned UploadPart PUTs to the same s3s-fs), ferry's peak memory, and
-//! its Redis round trips per chunk. Every server runs on a free loopback port in a
+//! its Redis round trips per chunk, and what events add per chunk. Every server runs on a free loopback port in a
 //! temporary folder and is stopped at the end, panic or not.
 //!
 //! ```text
 //! cargo bench --bench relay                 # everything
-//! cargo bench --bench relay -- throughput   # or rss, redis, all (several may be given)
+//! cargo bench --bench relay -- throughput   # or rss, redis, events, all (several may be given)
 //! ```
 //!
-//! Needs redis-server, redis-cli, nginx and s3s-fs; see BENCHMARKS.md.
+//! Needs redis-server, redis-cli, s3s-fs and (for throughput) nginx; see BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod events;
 mod procs;
 mod report;
 mod round_trips;
@@ -23,14 +24,14 @@ use std::process::Command;
 
 use procs::{Redis, S3sFs, Tools};
 
-const SCENARIOS: [&str; 3] = ["throughput", "rss", "redis"];
+const SCENARIOS: [&str; 4] = ["throughput", "rss", "redis", "events"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
     // and a test run must not start a benchmark that takes minutes.
     if !args.iter().any(|a| a == "--bench") {
-        println!("relay: a benchmark; run it with `cargo bench --bench relay [-- throughput|rss|redis|all]`");
+        println!("relay: a benchmark; run it with `cargo bench --bench relay [-- throughput|rss|redis|events|all]`");
         return;
     }
     let mut picked: Vec<&str> = args.iter().filter(|a| !a.starts_with('-')).map(String::as_str).collect();
@@ -38,10 +39,10 @@ fn main() {
         picked = SCENARIOS.to_vec();
     }
     if let Some(unknown) = picked.iter().find(|p| !SCENARIOS.contains(p)) {
-        panic!("unknown scenario {unknown:?}: pick from throughput, rss, redis, all");
+        panic!("unknown scenario {unknown:?}: pick from throughput, rss, redis, events, all");
     }
 
-    let tools = Tools::locate();
+    let tools = Tools::locate(picked.contains(&"throughput"));
     print_machine(&tools);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime");
     runtime.block_on(async {
@@ -53,6 +54,7 @@ fn main() {
             checks.extend(match scenario {
                 "throughput" => throughput::run(&tools, &s3, &redis).await,
                 "rss" => rss::run(&tools, &s3, &redis).await,
+                "events" => events::run(&tools, &s3).await,
                 _ => round_trips::run(&tools, &s3).await,
             });
         }
@@ -85,7 +87,9 @@ fn print_machine(tools: &Tools) {
     println!("- load average at start: {}", read("/proc/loadavg").trim());
     println!("- {}", first_line(&tools.redis_server, "--version"));
     println!("- {}", first_line(&tools.s3s_fs, "--version"));
-    println!("- {}", first_line(&tools.nginx, "-v"));
+    if !tools.nginx.as_os_str().is_empty() {
+        println!("- {}", first_line(&tools.nginx, "-v"));
+    }
     let git = |args: &[&str]| {
         let out = Command::new("git").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         out.unwrap_or_default()

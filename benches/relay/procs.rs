@@ -35,8 +35,9 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// Finds every program, or stops with how to install the missing ones.
-    pub fn locate() -> Self {
+    /// Finds every program (nginx only if `nginx`), or stops with how to install the
+    /// missing ones.
+    pub fn locate(nginx: bool) -> Self {
         let mut missing = Vec::new();
         let mut find = |name: &str, install: &str| {
             which(name).unwrap_or_else(|| {
@@ -47,7 +48,7 @@ impl Tools {
         let redis_server = find("redis-server", "apt-get install -y redis-server");
         let redis_cli = find("redis-cli", "apt-get install -y redis-tools");
         let s3s_fs = find("s3s-fs", "cargo install s3s-fs --version 0.14.1 --features binary --locked");
-        let nginx = find("nginx", "apt-get install -y nginx");
+        let nginx = if nginx { find("nginx", "apt-get install -y nginx") } else { which("nginx").unwrap_or_default() };
         // `cargo bench` builds the binary targets beside a benchmark and tells their paths.
         let ferry = std::env::var_os("FERRY_BENCH_BIN")
             .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ferry")), PathBuf::from);
@@ -359,6 +360,12 @@ impl Ferry {
 
     pub fn pid(&self) -> u32 {
         self.proc.pid()
+    }
+
+    /// Its working folder: relative paths in its settings (the embedded default's
+    /// `./ferry-data`) are under it.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// The process's memory now: its peak (VmHWM) and current (VmRSS) resident set.

@@ -4,7 +4,7 @@
 //! for a lease measured on the real clock.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -20,6 +20,9 @@ const BATCHES: usize = 64;
 /// How long a batch is held by the publisher that read it (publishing one takes a few
 /// milliseconds): how late the events of a publisher that died come.
 const LEASE_SECS: i64 = 10;
+/// How often the outbox's backlog is measured for `outbox_uploads_pending` (one query,
+/// on the publisher's own connection).
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Moves events from the outbox to the log.
 #[derive(Clone)]
@@ -38,8 +41,14 @@ impl Publisher {
 
     /// Publishes for ever, looking at the outbox every `interval` when it was empty.
     pub async fn run(&self, interval: Duration) {
+        let mut measured: Option<Instant> = None;
         loop {
-            match self.publish_once().await {
+            let published = self.publish_once().await;
+            if measured.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                self.measure_backlog().await;
+                measured = Some(Instant::now());
+            }
+            match published {
                 Ok(0) => tokio::time::sleep(interval).await,
                 Ok(_) => {}
                 Err(err) => {
@@ -59,6 +68,15 @@ impl Publisher {
             published += self.publish(&batch).await?;
         }
         Ok(published)
+    }
+
+    /// Sets `outbox_uploads_pending` to the outbox's backlog now; a failure is logged and
+    /// leaves the gauge as it was.
+    pub async fn measure_backlog(&self) {
+        match self.sessions.outbox_backlog().await {
+            Ok(uploads) => self.metrics.outbox_uploads_pending.set(i64::try_from(uploads).unwrap_or(i64::MAX)),
+            Err(err) => tracing::warn!(error = %crate::error::chain(&err), "could not measure the outbox's backlog"),
+        }
     }
 
     async fn publish(&self, batch: &PendingEvents) -> Result<usize, SessionError> {
@@ -85,5 +103,28 @@ impl Publisher {
             fields.remove("missing_chunks");
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::contract::new_record;
+    use crate::session::EmbeddedSessionStore;
+
+    #[tokio::test]
+    async fn the_backlog_gauge_follows_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedSessionStore::open(dir.path()).unwrap());
+        let metrics = Metrics::new().unwrap();
+        let publisher = Publisher::new(store.clone(), store.clone(), metrics.clone(), 100);
+        for _ in 0..3 {
+            store.insert(&new_record(Utc::now())).await.unwrap();
+        }
+        publisher.measure_backlog().await;
+        assert_eq!(metrics.outbox_uploads_pending.get(), 3);
+        assert_eq!(publisher.publish_once().await.unwrap(), 3);
+        publisher.measure_backlog().await;
+        assert_eq!(metrics.outbox_uploads_pending.get(), 0);
     }
 }

@@ -24,6 +24,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Gauges read from the disk are measured when asked for.
+    state.service.measure_staging().await;
     let text = state.metrics.render().map_err(|e| {
         tracing::error!(error = %e, "metrics could not be rendered");
         ApiError::new(ErrorCode::InternalError, "metrics could not be rendered")

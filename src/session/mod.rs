@@ -331,6 +331,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Forgets the events of a published batch; events recorded since stay. Idempotent.
     async fn published(&self, batch: &PendingEvents, now: Timestamp) -> Result<(), SessionError>;
 
+    /// The outbox's backlog: how many uploads have recorded events not yet published
+    /// (an upload counts once, however many events it has waiting). One cheap query. A
+    /// store may count an upload whose change only might have recorded an event until its
+    /// next `outbox` read finds nothing there.
+    async fn outbox_backlog(&self) -> Result<u64, SessionError>;
+
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), SessionError>;
 }

@@ -307,6 +307,13 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Checks that the storage answers.
     async fn check(&self) -> Result<(), StorageError>;
+
+    /// Bytes the store holds on this machine's disk for work not yet finished (staged
+    /// chunks, files being written), as measured lately; `None` for a store that keeps
+    /// nothing here (S3).
+    async fn staged_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then `-<count>`.

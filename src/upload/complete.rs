@@ -8,7 +8,7 @@
 
 use std::time::Duration as StdDuration;
 
-use super::{crc, UploadError, UploadService};
+use super::{crc, seconds_between, UploadError, UploadService};
 use crate::domain::{Claim, UploadRecord, UploadState};
 use crate::session::Finish;
 use crate::storage::{StagedUpload, StorageError};
@@ -135,7 +135,7 @@ impl UploadService {
         }
         Ok(match finish {
             Finish::Completed { .. } => {
-                self.metrics.uploads_completed.inc();
+                self.metrics.upload_completed(seconds_between(record.created_at, now), size);
                 UploadState::Completed
             }
             Finish::Failed { .. } => {

@@ -3,8 +3,8 @@
 //! text fields that came before the file, so none may come after it.
 
 use super::crc::CrcTap;
-use super::{check_metadata, Caller, UploadError, UploadService, UploadStatus};
-use crate::domain::{ChunkPlan, Crc64, Metadata, ObjectKey, UploadId, UploadState};
+use super::{check_metadata, seconds_between, Caller, UploadError, UploadService, UploadStatus};
+use crate::domain::{ChunkPlan, Crc64, Metadata, ObjectKey, Timestamp, UploadId, UploadState};
 use crate::storage::{ByteStream, ObjectAttributes, StoredObject};
 
 /// What a form says before its file's bytes: what the pre-create hook is asked about.
@@ -35,6 +35,8 @@ pub struct FormFile {
     metadata: Metadata,
     /// Whether a pre-create hook approved the file and `metadata`.
     approved_by_hook: bool,
+    /// When its bytes began to arrive: the upload's start, for its duration.
+    started_at: Timestamp,
 }
 
 impl UploadService {
@@ -48,6 +50,7 @@ impl UploadService {
         let id = UploadId::new();
         tracing::Span::current().record("upload_id", tracing::field::display(id));
         let key = ObjectKey::new(&id, &new.filename);
+        let started_at = self.clock.now();
         // The form's text fields may come after the file: only the content type goes along.
         let attributes = ObjectAttributes { content_type: new.content_type.clone(), ..ObjectAttributes::default() };
         let crc = CrcTap::default();
@@ -57,7 +60,7 @@ impl UploadService {
         let approved_by_hook = self.hook.is_some();
         let NewFormFile { filename, content_type, metadata, .. } = new;
         let checksum = crc.crc_of(object.size);
-        Ok(FormFile { id, key, filename, content_type, object, checksum, metadata, approved_by_hook })
+        Ok(FormFile { id, key, filename, content_type, object, checksum, metadata, approved_by_hook, started_at })
     }
 
     /// Records a stored form file as a `completed` upload, with the text fields that came
@@ -90,7 +93,7 @@ impl UploadService {
             return Err(err.into());
         }
         self.metrics.uploads_created.inc();
-        self.metrics.uploads_completed.inc();
+        self.metrics.upload_completed(seconds_between(file.started_at, now), file.object.size);
         Ok(UploadStatus { record, missing_chunks: Vec::new() })
     }
 

@@ -356,6 +356,10 @@ pub async fn a_final_whose_partial_lost_its_bytes_fails_and_makes_no_object(spaw
     assert_eq!(status["state"], "failed");
     assert_eq!(app.read_object(status["key"].as_str().unwrap()).await, None, "never a half object");
     assert!(kept_bytes(&app, &kept).await.is_some(), "the other partial is untouched");
+    let metrics = app.metrics().await;
+    for line in ["ferry_uploads_failed_total 1", "ferry_uploads_completed_total 2", "ferry_upload_size_bytes_count 2"] {
+        assert!(metrics.contains(line), "the partials completed, the final failed: no {line:?} in\n{metrics}");
+    }
 }
 
 pub async fn partials_need_no_content_type_but_the_final_does(spawn: Spawn) {

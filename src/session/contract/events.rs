@@ -104,3 +104,22 @@ pub async fn an_outbox_held_too_long_goes_to_the_next_publisher(store: &dyn Sess
     let again = pending(store, &r.id, now + Duration::seconds(31)).await.expect("the batch again");
     assert_eq!(kinds(&again), [EventKind::Created]);
 }
+
+/// The backlog counts the uploads with events waiting, each once however many it has, and
+/// drops an upload once its events are published.
+pub async fn the_outbox_backlog_counts_uploads_with_events_waiting(store: &dyn SessionStore) {
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 0, "a new store has none");
+    let (first, now) = created(store).await;
+    record(store, &first, 0, now).await;
+    let (second, _) = created(store).await;
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 2, "two uploads, three events");
+    let later = now + Duration::seconds(5);
+    let batch = pending(store, &first.id, later).await.expect("the first's events");
+    assert_eq!(batch.events.len(), 2);
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 2, "read is not published");
+    store.published(&batch, later).await.expect("published");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);
+    let batch = pending(store, &second.id, later).await.expect("the second's event");
+    store.published(&batch, later).await.expect("published");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
+}

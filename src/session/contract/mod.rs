@@ -345,6 +345,7 @@ macro_rules! session_store_contract {
             progress_is_recorded_when_asked_and_once_a_second,
             publishing_forgets_only_the_events_it_read,
             an_outbox_held_too_long_goes_to_the_next_publisher,
+            the_outbox_backlog_counts_uploads_with_events_waiting,
             concatenation_roles_read_back_as_written,
             an_upload_inserted_under_a_claim_is_held_by_it,
             processing_moves_queued_running_done,

@@ -429,6 +429,10 @@ impl SessionStore for EmbeddedSessionStore {
         self.forget(batch).await
     }
 
+    async fn outbox_backlog(&self) -> Result<u64, SessionError> {
+        self.count_outbox_uploads().await
+    }
+
     async fn ping(&self) -> Result<(), SessionError> {
         let db = Arc::clone(&self.db);
         run_blocking(move || db.begin_read().map(drop).map_err(SessionError::unavailable)).await

@@ -2,13 +2,14 @@
 //! change they report, in a table of their own keyed by a sequence number, until the
 //! publisher has passed them on.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{run_blocking, EmbeddedSessionStore, Tables};
-use crate::domain::{EventKind, RecordedEvent, Timestamp, UploadRecord};
+use crate::domain::{EventKind, RecordedEvent, Timestamp, UploadId, UploadRecord};
 use crate::session::codec::{decode_meta, encode};
 use crate::session::{PendingEvents, SessionError};
 
@@ -25,6 +26,18 @@ struct Stored {
     kind: EventKind,
     time: Timestamp,
     record: UploadRecord,
+}
+
+/// Just the upload an outbox row is about, for counting (the rest of the row is skipped
+/// unread).
+#[derive(Deserialize)]
+struct Owner {
+    record: OwnerId,
+}
+
+#[derive(Deserialize)]
+struct OwnerId {
+    id: UploadId,
 }
 
 impl Tables<'_> {
@@ -80,6 +93,27 @@ impl EmbeddedSessionStore {
                     PendingEvents { events, receipt }
                 })
                 .collect())
+        })
+        .await
+    }
+
+    /// See `SessionStore::outbox_backlog`: the distinct uploads of the outbox's rows. One
+    /// read of the table, which the publisher keeps short (it looks every 100 ms, and
+    /// again at once while it finds events).
+    pub(super) async fn count_outbox_uploads(&self) -> Result<u64, SessionError> {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(SessionError::unavailable)?;
+            let outbox = txn.open_table(OUTBOX).map_err(SessionError::unavailable)?;
+            let mut uploads = HashSet::new();
+            for row in outbox.iter().map_err(SessionError::unavailable)? {
+                let (_, value) = row.map_err(SessionError::unavailable)?;
+                // Rows are `encode`d: the version tag beside the fields, which this skips.
+                let owner: Owner = serde_json::from_slice(value.value())
+                    .map_err(|e| SessionError::Corrupt(format!("outbox row: {e}")))?;
+                uploads.insert(owner.record.id);
+            }
+            Ok(uploads.len() as u64)
         })
         .await
     }

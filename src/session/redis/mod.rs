@@ -575,6 +575,10 @@ impl SessionStore for RedisSessionStore {
         self.forget(batch, now).await
     }
 
+    async fn outbox_backlog(&self) -> Result<u64, SessionError> {
+        self.count_outbox_uploads().await
+    }
+
     async fn ping(&self) -> Result<(), SessionError> {
         let mut pipe = redis::pipe();
         pipe.cmd("PING");

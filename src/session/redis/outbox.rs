@@ -83,6 +83,15 @@ impl RedisSessionStore {
         Ok(batches)
     }
 
+    /// See `SessionStore::outbox_backlog`: the entries of the outbox index, one `ZCARD`.
+    /// An entry whose script recorded nothing counts until a publisher looks at it.
+    pub(super) async fn count_outbox_uploads(&self) -> Result<u64, SessionError> {
+        let mut pipe = redis::pipe();
+        pipe.zcard(self.outbox_index_key());
+        let (count,): (u64,) = self.query(&pipe).await?;
+        Ok(count)
+    }
+
     /// See `SessionStore::published`.
     pub(super) async fn forget(&self, batch: &PendingEvents, now: Timestamp) -> Result<(), SessionError> {
         let bad = || SessionError::Corrupt(format!("outbox receipt {:?}", batch.receipt));

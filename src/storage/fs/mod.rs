@@ -15,6 +15,7 @@
 
 mod concat;
 mod durable;
+mod usage;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,13 +36,14 @@ use crate::domain::{ChunkIndex, Md5Digest, Md5Hasher, ObjectKey, PartReceipt, Up
 #[derive(Debug, Clone)]
 pub struct FsObjectStore {
     root: Arc<PathBuf>,
+    usage: Arc<usage::LastWalk>,
 }
 
 impl FsObjectStore {
     /// Opens the store at `root`, creating its folders and removing temporary files left
     /// by a process that died mid-write.
     pub fn open(root: &Path) -> io::Result<Self> {
-        let store = Self { root: Arc::new(root.to_path_buf()) };
+        let store = Self { root: Arc::new(root.to_path_buf()), usage: Arc::default() };
         std::fs::create_dir_all(store.staging_root())?;
         let tmp = store.tmp_dir();
         if tmp.exists() {
@@ -350,6 +352,10 @@ impl ObjectStore for FsObjectStore {
             }
         }
         Ok(())
+    }
+
+    async fn staged_bytes(&self) -> Result<Option<u64>, StorageError> {
+        self.working_bytes().await.map(Some)
     }
 }
 
