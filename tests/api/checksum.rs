@@ -3,13 +3,12 @@
 //! does not match leaves no object and a `failed` upload. On the embedded default, and on
 //! Redis + S3 (s3s-fs and moto).
 
-use ferry::config::RedisSettings;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::support::redis::RedisServer;
-use crate::support::s3::{Kind, S3Server};
+use crate::support::s3::Kind;
 
 async fn create(app: &TestApp, size: usize, checksum: Option<&str>) -> reqwest::Response {
     let mut body = json!({"filename": "clip.mp4", "size": size, "chunk_size": CHUNK});
@@ -78,13 +77,7 @@ async fn a_wrong_declaration_leaves_no_chunk_behind() {
 }
 
 fn cloud(kind: Kind, redis: &RedisServer) -> TestApp {
-    let s3 = S3Server::shared(kind);
-    spawn_app_with(|s| {
-        crate::cluster::cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
-        s.uploads.max_file_size = MAX_FILE;
-        s.uploads.min_chunk_size = MIN_CHUNK;
-        s.uploads.default_chunk_size = CHUNK;
-    })
+    crate::cluster::cloud_app(redis, kind, |_| {})
 }
 
 #[tokio::test]

@@ -32,6 +32,19 @@ pub fn cloud(s: &mut Settings, redis: RedisSettings, s3: &S3Server) {
     s.uploads.max_file_size = 1024 * MIB;
 }
 
+/// A cloud instance on `redis` and the shared S3 server of `kind`, taking the suite's
+/// small chunks (grouped into parts on S3); `tweak` adds its own settings.
+pub fn cloud_app(redis: &RedisServer, kind: Kind, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let s3 = S3Server::shared(kind);
+    spawn_app_with(|s| {
+        cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
+        s.uploads.max_file_size = MAX_FILE;
+        s.uploads.min_chunk_size = MIN_CHUNK;
+        s.uploads.default_chunk_size = CHUNK;
+        tweak(s);
+    })
+}
+
 /// Three instances on one Redis and one S3 bucket.
 struct Cluster {
     redis: RedisServer,

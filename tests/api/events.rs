@@ -1,13 +1,13 @@
 //! Events: webhooks signed per Standard Webhooks and delivered at least once, and the Redis
 //! stream workers read with consumer groups; on the embedded default and on Redis + S3.
 
-use ferry::config::{RedisSettings, Settings, WebhookSettings};
+use ferry::config::{Settings, WebhookSettings};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::*;
 use crate::support::redis::RedisServer;
-use crate::support::s3::{Kind, S3Server};
+use crate::support::s3::Kind;
 use crate::support::webhook::{Receiver, SECRET};
 
 fn hook(s: &mut Settings, url: &str, types: &[&str]) {
@@ -22,14 +22,7 @@ fn embedded(url: &str, types: &[&str]) -> TestApp {
 
 /// A Redis + S3 instance on `redis`, posting events to `url`.
 fn cloud(redis: &RedisServer, url: &str) -> TestApp {
-    let s3 = S3Server::shared(Kind::S3sFs);
-    spawn_app_with(|s| {
-        crate::cluster::cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
-        s.uploads.max_file_size = MAX_FILE;
-        s.uploads.min_chunk_size = MIN_CHUNK;
-        s.uploads.default_chunk_size = CHUNK;
-        hook(s, url, &[]);
-    })
+    crate::cluster::cloud_app(redis, Kind::S3sFs, |s| hook(s, url, &[]))
 }
 
 /// Creates an upload of two chunks and sends them; answers it.

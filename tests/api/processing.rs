@@ -2,13 +2,13 @@
 //! stage shows in status and moves only the allowed ways, each move an event; on the
 //! embedded default and across two Redis + S3 instances.
 
-use ferry::config::{RedisSettings, Settings};
+use ferry::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::support::redis::RedisServer;
-use crate::support::s3::{Kind, S3Server};
+use crate::support::s3::Kind;
 use crate::support::webhook::Receiver;
 
 const PROCESSOR_KEY: &str = "processor-key-0123456789";
@@ -21,12 +21,7 @@ fn processing_on(s: &mut Settings) {
 
 /// A Redis + S3 instance with the processing stage, its events going to `webhook`.
 fn cloud(redis: &RedisServer, webhook: &str) -> TestApp {
-    let s3 = S3Server::shared(Kind::S3sFs);
-    spawn_app_with(|s| {
-        crate::cluster::cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
-        s.uploads.max_file_size = MAX_FILE;
-        s.uploads.min_chunk_size = MIN_CHUNK;
-        s.uploads.default_chunk_size = CHUNK;
+    crate::cluster::cloud_app(redis, Kind::S3sFs, |s| {
         processing_on(s);
         s.events.webhooks.push(ferry::config::WebhookSettings {
             url: webhook.to_owned(),

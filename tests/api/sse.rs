@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use ferry::config::RedisSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::*;
 use crate::support::redis::RedisServer;
-use crate::support::s3::{Kind, S3Server};
+use crate::support::s3::Kind;
 use crate::support::sse::{Block, EventStream, SseEvent};
 
 /// Asks for the events of upload `id` with `query` and `headers`.
@@ -242,13 +241,7 @@ async fn open_streams_end_as_the_server_stops_without_holding_it_up() {
 
 /// A Redis + S3 (moto) instance on `redis`, with small chunks.
 fn cloud(redis: &RedisServer) -> TestApp {
-    let s3 = S3Server::shared(Kind::Moto);
-    spawn_app_with(|s| {
-        crate::cluster::cloud(s, RedisSettings { url: redis.url(), ..RedisSettings::default() }, s3);
-        s.uploads.max_file_size = MAX_FILE;
-        s.uploads.min_chunk_size = MIN_CHUNK;
-        s.uploads.default_chunk_size = CHUNK;
-    })
+    crate::cluster::cloud_app(redis, Kind::Moto, |_| {})
 }
 
 /// A stream on instance A sees what is done on instance B; after a reconnect to B with
