@@ -32,7 +32,8 @@ pub use chunk::ChunkAccepted;
 pub use concat::{NewFinalUpload, MAX_PARTIALS};
 pub use error::UploadError;
 pub use form::{FormFile, NewFormFile};
-pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol, Transfer};
+pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol};
+pub use crate::domain::Transfer;
 
 /// Largest metadata accepted, as JSON bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -227,7 +228,7 @@ impl UploadService {
 
     /// Finishes a pending assembly if nobody else is on it, then lists what is missing.
     async fn report(&self, mut record: UploadRecord) -> Result<UploadStatus, UploadError> {
-        if record.is_claimable(self.clock.now()) {
+        if record.is_claimable(self.clock.now()) && !record.awaits_confirmation() {
             if let Some(claim) = self.sessions.claim(&record.id, self.clock.now(), self.policy.lease).await? {
                 self.complete(record.clone(), claim).await;
             }
@@ -293,6 +294,7 @@ impl UploadService {
             processing: self.policy.processing.then(Processing::queued),
             declared_checksum: None,
             checksum: None,
+            transfer: Transfer::Relay,
         }
     }
 
