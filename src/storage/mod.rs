@@ -3,6 +3,7 @@
 //! any order, complete or abort); `fs` keeps it on local disk. Bodies are streams, never
 //! whole chunks: memory per request is a few buffers, whatever the chunk size.
 
+mod direct;
 pub mod fs;
 pub mod s3;
 
@@ -17,6 +18,7 @@ use futures_util::stream::LocalBoxStream;
 
 use crate::domain::{ChunkIndex, Md5Digest, Metadata, ObjectKey, PartReceipt, UploadId, UploadRecord};
 
+pub use direct::{DirectStore, ListedPart, ObjectHead, PresignedPut};
 pub use fs::FsObjectStore;
 pub use s3::S3ObjectStore;
 
@@ -307,6 +309,12 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Checks that the storage answers.
     async fn check(&self) -> Result<(), StorageError>;
+
+    /// The store as clients can write to it directly, if they can (S3). `None`: direct
+    /// transfers send their parts through ferry, to `put_part` (the filesystem).
+    fn direct(&self) -> Option<&dyn DirectStore> {
+        None
+    }
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then `-<count>`.

@@ -38,7 +38,6 @@ pub enum Protocol {
     Form,
 }
 
-
 /// Who asks for an upload, and how: what the hook is told besides the upload itself.
 #[derive(Clone, Serialize)]
 pub struct Caller {

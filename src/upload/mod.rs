@@ -27,13 +27,13 @@ use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
 use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
+pub use crate::domain::Transfer;
 pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
 pub use concat::{NewFinalUpload, MAX_PARTIALS};
 pub use error::UploadError;
 pub use form::{FormFile, NewFormFile};
 pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol};
-pub use crate::domain::Transfer;
 
 /// Largest metadata accepted, as JSON bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
