@@ -91,7 +91,7 @@ impl UploadService {
         }
         self.metrics.uploads_created.inc();
         self.metrics.uploads_completed.inc();
-        Ok(UploadStatus { record, missing_chunks: Vec::new() })
+        Ok(UploadStatus { record, missing_chunks: Vec::new(), missing_parts: None })
     }
 
     /// Deletes a stored form file that will not be recorded.
