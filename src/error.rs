@@ -78,6 +78,10 @@ error_codes! {
     FinalUploadImmutable = ("final-upload-immutable", FORBIDDEN, "A final upload takes no appends"),
     UnsupportedVersion = ("unsupported-version", PRECONDITION_FAILED, "The protocol version is not supported"),
     InvalidTransition = ("invalid-transition", CONFLICT, "The processing stage cannot move that way"),
+    NotADirectUpload = ("not-a-direct-upload", CONFLICT, "The upload's bytes go through ferry, not to part URLs"),
+    DirectUpload = ("direct-upload", CONFLICT, "The upload is a direct transfer: parts go to their URLs"),
+    PartsMissing = ("parts-missing", CONFLICT, "The store does not hold every part"),
+    PartMismatch = ("part-mismatch", CONFLICT, "A stored part is not the one the client listed"),
     RejectedByHook = ("rejected-by-hook", FORBIDDEN, "The server's approval hook refused the upload"),
     NotFound = ("not-found", NOT_FOUND, "No such resource"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed on this resource"),
@@ -214,6 +218,10 @@ pub fn code_of(err: &UploadError) -> ErrorCode {
         UploadError::PartialUnfinished { .. } => ErrorCode::PartialUploadUnfinished,
         UploadError::FinalUploadImmutable => ErrorCode::FinalUploadImmutable,
         UploadError::InvalidTransition(_) => ErrorCode::InvalidTransition,
+        UploadError::NotADirectUpload => ErrorCode::NotADirectUpload,
+        UploadError::DirectUpload => ErrorCode::DirectUpload,
+        UploadError::PartsMissing { .. } => ErrorCode::PartsMissing,
+        UploadError::PartMismatch { .. } => ErrorCode::PartMismatch,
         UploadError::RejectedByHook(_) => ErrorCode::RejectedByHook,
         UploadError::HookUnavailable(_) => ErrorCode::HookUnavailable,
         UploadError::Session(SessionError::Unavailable(_)) => ErrorCode::StoreUnavailable,
@@ -248,6 +256,8 @@ impl From<UploadError> for ApiError {
                 api.with("expected_offset", expected).with("provided_offset", provided)
             }
             UploadError::LengthExceeded { length } => api.with("length", length),
+            UploadError::PartsMissing { parts } => api.with("missing_parts", parts),
+            UploadError::PartMismatch { part_number } => api.with("part_number", part_number),
             UploadError::PartialNotFound { position } | UploadError::NotAPartialUpload { position } => {
                 api.with("position", position)
             }

@@ -18,7 +18,7 @@ use crate::events::{EventLog, Publisher, Tail, Webhooks};
 use crate::metrics::Metrics;
 use crate::session::{EmbeddedSessionStore, RedisSessionStore, SessionStore};
 use crate::storage::{FsObjectStore, ObjectStore, S3ObjectStore};
-use crate::upload::{PreCreateHook, UploadPolicy, UploadService};
+use crate::upload::{DirectPolicy, PreCreateHook, UploadPolicy, UploadService};
 
 /// How often the publisher looks at an empty outbox.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
@@ -84,6 +84,7 @@ impl Application {
             allowed_content_types: u.allowed_content_types.clone(),
             require_chunk_md5: u.require_chunk_md5,
             processing: settings.processing.enabled,
+            direct: DirectPolicy::from(&settings.direct),
         };
         let e = &settings.events;
         let publisher = Publisher::new(events, Arc::clone(&log), metrics.clone(), e.stream_max_len);

@@ -78,6 +78,13 @@ impl Settings {
                 "uploads.session_ttl_secs, sweep_interval_secs and completion_lease_secs must be positive".into(),
             );
         }
+        let d = &self.direct;
+        if d.batch_size == 0 || !(1..=604_800).contains(&d.url_ttl_secs) || d.single_part_max > S3_MAX_PART_SIZE {
+            return fail(format!(
+                "direct.batch_size must be positive, direct.url_ttl_secs between 1 and 604800, and \
+                 direct.single_part_max at most {S3_MAX_PART_SIZE}"
+            ));
+        }
         if self.hooks.timeout_secs == 0 {
             return fail("hooks.timeout_secs must be at least 1".into());
         }

@@ -42,6 +42,28 @@ pub struct Settings {
     pub events: EventSettings,
     /// The processing stage after completion.
     pub processing: ProcessingSettings,
+    /// Direct transfers: clients PUT parts to the store itself on signed URLs.
+    pub direct: DirectSettings,
+}
+
+/// Direct transfers (`"transfer": "direct"`): the client PUTs each part to a signed URL
+/// (the S3 bucket's, presigned; ferry's own on the filesystem) and confirms at the end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectSettings {
+    /// Most part URLs in one answer (creation, `POST /v1/uploads/{id}/parts`).
+    pub batch_size: u32,
+    /// A file up to this many bytes is one plain PutObject (one URL); a larger one is a
+    /// multipart upload. At most 5 GiB (S3's largest PutObject).
+    pub single_part_max: u64,
+    /// How long a part URL stays valid, in seconds (1 to 604800, S3's limit).
+    pub url_ttl_secs: u64,
+}
+
+impl Default for DirectSettings {
+    fn default() -> Self {
+        Self { batch_size: 500, single_part_max: 10 * MIB, url_ttl_secs: 900 }
+    }
 }
 
 /// The HTTP server.

@@ -90,6 +90,11 @@ impl ChunkPlan {
         Ok(Self { size, chunk_size, total_chunks })
     }
 
+    /// A file sent in one piece, whatever its size: one chunk (none for an empty file).
+    pub fn single(size: u64) -> Self {
+        Self { size, chunk_size: size.max(1), total_chunks: u32::from(size > 0) }
+    }
+
     /// Size of the whole file in bytes.
     pub fn size(&self) -> u64 {
         self.size

@@ -22,5 +22,5 @@ pub use object_key::ObjectKey;
 pub use processing::{
     Processing, ProcessingRefusal, ProcessingReport, ProcessingStatus, MAX_ERROR_BYTES, MAX_RESULT_BYTES,
 };
-pub use record::{AppendState, Claim, Concat, Metadata, PartReceipt, UploadRecord, UploadState};
+pub use record::{AppendState, Claim, Concat, Metadata, PartReceipt, Transfer, UploadRecord, UploadState};
 pub use upload_id::UploadId;

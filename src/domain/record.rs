@@ -59,10 +59,31 @@ impl UploadState {
     }
 }
 
+/// How an upload's bytes reach storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transfer {
+    /// Through ferry, which streams them on to storage (chunks, appends, forms).
+    #[default]
+    Relay,
+    /// From the client to the store itself, part by part, on URLs ferry signs; ferry
+    /// completes the upload when the client confirms it (`POST /v1/uploads/{id}/complete`).
+    Direct,
+}
+
+impl Transfer {
+    /// Whether it is `Relay` (records leave the field out then).
+    pub fn is_relay(&self) -> bool {
+        *self == Self::Relay
+    }
+}
+
 /// What storage said about one stored chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartReceipt {
-    /// MD5 of the chunk's bytes, computed while they streamed in.
+    /// MD5 of the chunk's bytes, computed while they streamed in. For a part a client
+    /// sent straight to the store, its ETag read as an MD5 where it is one (S3's tag of a
+    /// plain part), else all zeros: ferry never saw the bytes.
     pub md5: Md5Digest,
     /// The storage's tag for the part (the S3 ETag), needed to complete the object.
     pub etag: String,
@@ -185,9 +206,14 @@ pub struct UploadRecord {
     /// whose bytes differ is not made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_checksum: Option<Crc64>,
-    /// The CRC-64/NVME of the stored object, once completed (when ferry saw every byte).
+    /// The CRC-64/NVME of the stored object, once completed (when ferry saw every byte,
+    /// or the store reported it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Crc64>,
+    /// How the bytes travel; for a direct upload the plan's chunks are the store's parts
+    /// (chunk `i` is part `i + 1`), and it completes only when the client confirms it.
+    #[serde(default, skip_serializing_if = "Transfer::is_relay")]
+    pub transfer: Transfer,
 }
 
 fn one_chunk() -> u32 {
@@ -257,6 +283,12 @@ impl UploadRecord {
             _ => false,
         };
         state_allows && self.has_all_chunks() && !self.has_live_claim(now)
+    }
+
+    /// Whether it is a direct upload still taking parts: only the client's confirmation
+    /// completes it, never the part that fills the last gap nor a status call.
+    pub fn awaits_confirmation(&self) -> bool {
+        self.transfer == Transfer::Direct && self.state == UploadState::Uploading
     }
 
     /// Takes the claim: the state becomes `completing` under a new fence, and the upload

@@ -97,7 +97,7 @@ impl Publisher {
     /// The status body of the upload as the event's change left it, without
     /// `missing_chunks`: those are the chunks missing now, which only a status call says.
     fn status_body(recorded: &RecordedEvent) -> Result<serde_json::Value, SessionError> {
-        let status = UploadStatus { record: recorded.record.clone(), missing_chunks: Vec::new() };
+        let status = UploadStatus { record: recorded.record.clone(), missing_chunks: Vec::new(), missing_parts: None };
         let mut body = serde_json::to_value(Status::new(&status)).map_err(|e| SessionError::Corrupt(e.to_string()))?;
         if let Some(fields) = body.as_object_mut() {
             fields.remove("missing_chunks");

@@ -7,6 +7,7 @@ mod access;
 mod body;
 mod chunk;
 mod cors;
+mod direct;
 mod events;
 mod expect;
 mod files;
@@ -54,7 +55,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: RouteOptions) {
             .service(resource("/{upload_id}/resume").route(web::post().to(uploads::resume)))
             .service(resource("/{upload_id}/processing").route(web::post().to(processing::report)))
             .service(resource("/{upload_id}/events").route(web::get().to(events::follow)))
-            .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put))),
+            .service(resource("/{upload_id}/chunks/{index}").route(web::put().to(chunk::put)))
+            .service(resource("/{upload_id}/parts").route(web::post().to(direct::page)))
+            .service(resource("/{upload_id}/complete").route(web::post().to(direct::complete)))
+            .service(resource("/{upload_id}/direct/{part}").route(web::put().to(direct::put))),
     )
     // Every method goes to one handler: the protocol and its endpoint come from the
     // headers too (`X-HTTP-Method-Override`, `Tus-Resumable`), not only the method.

@@ -1,12 +1,12 @@
 //! `/v1/uploads` and `/v1/uploads/{upload_id}`: create, status, resume, cancel.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::views::{Created, Status};
 use super::{CreatorAccess, UploadAccess};
-use crate::domain::{Crc64, Metadata};
+use crate::domain::{Crc64, Metadata, Transfer};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::upload::{NewUpload, Protocol};
@@ -22,6 +22,9 @@ pub struct CreateRequest {
     metadata: Metadata,
     /// The whole file's checksums, as the client declares them.
     checksum: Option<Checksums>,
+    /// `relay` (the default: chunks through ferry) or `direct` (parts to signed URLs).
+    #[serde(default)]
+    transfer: Transfer,
 }
 
 /// Checksums of a whole file: `{"crc64nvme": "<base64 of 8 big-endian bytes>"}`.
@@ -35,9 +38,12 @@ pub struct Checksums {
 pub async fn create(
     access: CreatorAccess,
     body: web::Json<CreateRequest>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let mut caller = access.caller(Protocol::Native);
+    caller.transfer = body.transfer;
     let record = state
         .service
         .init(NewUpload {
@@ -46,14 +52,20 @@ pub async fn create(
             content_type: body.content_type,
             chunk_size: body.chunk_size,
             metadata: body.metadata,
-            caller: access.caller(Protocol::Native),
+            caller,
             checksum: body.checksum.map(|c| c.crc64nvme),
         })
         .await?;
     let token = state.tokens.issue(&record.id);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/v1/uploads/{}", record.id)))
-        .json(Created::new(&record, token)))
+    let mut created = Created::new(&record, token);
+    if record.transfer == Transfer::Direct {
+        let urls = match record.awaits_confirmation() {
+            true => state.service.sign_parts(&record, 1, state.service.direct_policy().batch_size).await?,
+            false => Vec::new(),
+        };
+        created = created.with_parts(&record, super::direct::part_views(&req, &state, &record.id, &urls));
+    }
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, format!("/v1/uploads/{}", record.id))).json(created))
 }
 
 #[tracing::instrument(name = "Report an upload's status", skip_all, fields(upload_id = %access.0))]

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::domain::{rfc3339, Concat, Metadata, Processing, UploadRecord, UploadState};
-use crate::upload::{ChunkAccepted, UploadStatus};
+use crate::domain::{rfc3339, Concat, Metadata, Processing, Transfer, UploadRecord, UploadState};
+use crate::upload::{ChunkAccepted, PartUrl, UploadStatus};
 
 /// The answer to creating an upload.
 #[derive(Serialize)]
@@ -16,9 +16,49 @@ pub struct Created<'a> {
     chunk_size: u64,
     total_chunks: u32,
     expires_at: String,
+    /// Direct transfers only: `direct`, the part plan and the first page of part URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_parts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<PartView>>,
+}
+
+/// One part URL: `PUT` the part's bytes to `url` with exactly `headers`.
+#[derive(Serialize)]
+pub struct PartView {
+    part_number: u32,
+    url: String,
+    method: &'static str,
+    headers: std::collections::BTreeMap<String, String>,
+    expires_at: String,
+}
+
+impl PartView {
+    pub fn new(part: &PartUrl, url: String, headers: Vec<(String, String)>) -> Self {
+        Self {
+            part_number: part.part_number,
+            url,
+            method: "PUT",
+            headers: headers.into_iter().collect(),
+            expires_at: rfc3339(&part.expires_at),
+        }
+    }
 }
 
 impl<'a> Created<'a> {
+    /// Adds a direct upload's plan and first page of part URLs.
+    pub fn with_parts(mut self, record: &UploadRecord, parts: Vec<PartView>) -> Self {
+        self.transfer = Some("direct");
+        self.part_size = Some(record.plan.chunk_size());
+        self.total_parts = Some(record.plan.total_chunks());
+        self.parts = Some(parts);
+        self
+    }
+
     pub fn new(record: &'a UploadRecord, upload_token: String) -> Self {
         Self {
             upload_id: record.id.to_string(),
@@ -29,6 +69,10 @@ impl<'a> Created<'a> {
             chunk_size: record.plan.chunk_size(),
             total_chunks: record.plan.total_chunks(),
             expires_at: rfc3339(&record.expires_at),
+            transfer: None,
+            part_size: None,
+            total_parts: None,
+            parts: None,
         }
     }
 }
@@ -63,6 +107,16 @@ pub struct Status<'a> {
     received_chunks: u32,
     bytes_received: u64,
     missing_chunks: &'a [u32],
+    /// Direct transfers only: `direct`, the part plan, and while it takes parts, the
+    /// numbers of those the store does not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_parts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_parts: Option<&'a [u32]>,
     key: &'a str,
     metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +155,10 @@ impl<'a> Status<'a> {
             received_chunks: r.received_chunks,
             bytes_received: r.bytes_received,
             missing_chunks: &status.missing_chunks,
+            transfer: (r.transfer == Transfer::Direct).then_some("direct"),
+            part_size: (r.transfer == Transfer::Direct).then(|| r.plan.chunk_size()),
+            total_parts: (r.transfer == Transfer::Direct).then(|| r.plan.total_chunks()),
+            missing_parts: status.missing_parts.as_deref(),
             key: r.key.as_str(),
             metadata: &r.metadata,
             etag: r.etag.as_deref(),

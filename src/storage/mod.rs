@@ -3,6 +3,7 @@
 //! any order, complete or abort); `fs` keeps it on local disk. Bodies are streams, never
 //! whole chunks: memory per request is a few buffers, whatever the chunk size.
 
+mod direct;
 pub mod fs;
 pub mod s3;
 
@@ -17,6 +18,7 @@ use futures_util::stream::LocalBoxStream;
 
 use crate::domain::{ChunkIndex, Md5Digest, Metadata, ObjectKey, PartReceipt, UploadId, UploadRecord};
 
+pub use direct::{DirectStore, ListedPart, ObjectHead, PresignedPut};
 pub use fs::FsObjectStore;
 pub use s3::S3ObjectStore;
 
@@ -313,6 +315,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// nothing here (S3).
     async fn staged_bytes(&self) -> Result<Option<u64>, StorageError> {
         Ok(None)
+    }
+
+    /// The store as clients can write to it directly, if they can (S3). `None`: direct
+    /// transfers send their parts through ferry, to `put_part` (the filesystem).
+    fn direct(&self) -> Option<&dyn DirectStore> {
+        None
     }
 }
 

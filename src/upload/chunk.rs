@@ -2,7 +2,7 @@
 
 use super::crc::CrcTap;
 use super::{UploadError, UploadService};
-use crate::domain::{ChunkIndex, Md5Digest, PartReceipt, UploadId, UploadRecord, UploadState};
+use crate::domain::{ChunkIndex, Md5Digest, PartReceipt, Transfer, UploadId, UploadRecord, UploadState};
 use crate::session::{progress_due, RecordOutcome};
 use crate::storage::{ByteStream, StagedUpload};
 
@@ -13,6 +13,8 @@ pub struct ChunkAccepted {
     pub index: ChunkIndex,
     /// The MD5 of its bytes.
     pub md5: Md5Digest,
+    /// The store's tag for it.
+    pub etag: String,
     /// Distinct chunks stored so far.
     pub received_chunks: u32,
     /// The upload's chunk count.
@@ -68,6 +70,9 @@ impl UploadService {
         if record.append.is_some() {
             return Err(UploadError::NotAChunkedUpload);
         }
+        if record.transfer == Transfer::Direct {
+            return Err(UploadError::DirectUpload);
+        }
         if record.state != UploadState::Uploading {
             return Err(UploadError::WrongState(record.state));
         }
@@ -95,8 +100,21 @@ impl UploadService {
         body: ByteStream<'_>,
     ) -> Result<ChunkAccepted, UploadError> {
         let (record, index) = self.admit(id, index, len, md5.is_some()).await?;
-        let plan = record.plan;
+        self.keep_part(record, index, len, md5, body).await
+    }
 
+    /// Stores and records part `index` of an admitted upload (a chunk, or a direct part
+    /// that came through ferry), its CRC computed on the way; completes the upload when
+    /// this filled its last gap (never a direct one: its confirmation does).
+    pub(super) async fn keep_part(
+        &self,
+        record: UploadRecord,
+        index: ChunkIndex,
+        len: u64,
+        md5: Option<Md5Digest>,
+        body: ByteStream<'_>,
+    ) -> Result<ChunkAccepted, UploadError> {
+        let (id, plan) = (&record.id, record.plan);
         let staged = StagedUpload::from(&record);
         let crc = CrcTap::default();
         let receipt = match self.storage.put_part(&staged, index, crc.tap(body), len, md5).await {
@@ -137,6 +155,7 @@ impl UploadService {
                 Ok(ChunkAccepted {
                     index,
                     md5: receipt.md5,
+                    etag: receipt.etag,
                     received_chunks,
                     total_chunks: plan.total_chunks(),
                     bytes_received,

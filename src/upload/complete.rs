@@ -9,7 +9,7 @@
 use std::time::Duration as StdDuration;
 
 use super::{crc, seconds_between, UploadError, UploadService};
-use crate::domain::{Claim, UploadRecord, UploadState};
+use crate::domain::{Claim, Transfer, UploadRecord, UploadState};
 use crate::session::Finish;
 use crate::storage::{StagedUpload, StorageError};
 
@@ -93,6 +93,15 @@ impl UploadService {
             // A final upload is made of its partials' kept bytes, not of parts of its own.
             Some(partials) => {
                 (self.concatenate(&staged, partials, size).await?, record.append.as_ref().and_then(|a| a.crc64))
+            }
+            // The store holds a direct upload's parts: ferry never saw their bytes.
+            None if record.transfer == Transfer::Direct && self.storage.direct().is_some() => {
+                let parts = self.sessions.parts(&record.id).await?;
+                let (made, checksum) = self.assemble_direct(record, &parts, size).await;
+                match crc::mismatch(record.declared_checksum, checksum) {
+                    Some(error) => (Err(StorageError::Refused(error)), checksum),
+                    None => (made, checksum),
+                }
             }
             None => {
                 let parts = self.sessions.parts(&record.id).await?;

@@ -128,6 +128,26 @@ pub enum UploadError {
     /// The storage needs the append's body length up front (`Content-Length`).
     #[error("this append needs a Content-Length")]
     LengthRequired,
+    /// A direct-transfer call on an upload whose bytes go through ferry, or a chunk for a
+    /// direct upload.
+    #[error("this upload is not a direct transfer")]
+    NotADirectUpload,
+    /// A relay call (a chunk) on a direct upload.
+    #[error("this upload is a direct transfer: its parts go to their URLs")]
+    DirectUpload,
+    /// The confirmation found parts the store does not hold (or holds at another size
+    /// than the plan's); their numbers, from 1.
+    #[error("the store holds no part (of the planned size) numbered {parts:?}")]
+    PartsMissing {
+        /// Part numbers to send (again).
+        parts: Vec<u32>,
+    },
+    /// The store holds a part other than the one the client listed.
+    #[error("part {part_number} in the store is not the one listed (its ETag differs)")]
+    PartMismatch {
+        /// The part's number, from 1.
+        part_number: u32,
+    },
     /// The pre-create hook refused the upload; the hook's message, made safe to show.
     #[error("{0}")]
     RejectedByHook(String),

@@ -94,7 +94,7 @@ impl UploadService {
         }
         self.metrics.uploads_created.inc();
         self.metrics.upload_completed(seconds_between(file.started_at, now), file.object.size);
-        Ok(UploadStatus { record, missing_chunks: Vec::new() })
+        Ok(UploadStatus { record, missing_chunks: Vec::new(), missing_parts: None })
     }
 
     /// Deletes a stored form file that will not be recorded.

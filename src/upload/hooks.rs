@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{check_metadata, NewAppendUpload, NewFormFile, NewUpload, UploadError};
-use crate::domain::Metadata;
+use crate::domain::{Metadata, Transfer};
 use crate::metrics::Metrics;
 
 /// Most bytes of a hook's answer read; a longer answer is not a usable one.
@@ -36,14 +36,6 @@ pub enum Protocol {
     Tus,
     /// `POST /v1/uploads/form`.
     Form,
-}
-
-/// How an upload's bytes reach storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transfer {
-    /// Through ferry, which streams them on to storage.
-    Relay,
 }
 
 /// Who asks for an upload, and how: what the hook is told besides the upload itself.

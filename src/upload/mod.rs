@@ -9,6 +9,7 @@ mod chunk;
 mod complete;
 mod concat;
 mod crc;
+mod direct;
 mod error;
 mod form;
 mod hooks;
@@ -27,12 +28,14 @@ use crate::metrics::Metrics;
 use crate::session::{CancelOutcome, SessionStore};
 use crate::storage::{ObjectAttributes, ObjectStore, StagedUpload};
 
+pub use crate::domain::Transfer;
 pub use append::{AppendRequest, Appended, NewAppendUpload};
 pub use chunk::ChunkAccepted;
 pub use concat::{NewFinalUpload, MAX_PARTIALS};
+pub use direct::{DirectPolicy, ListedByClient, PartTarget, PartUrl};
 pub use error::UploadError;
 pub use form::{FormFile, NewFormFile};
-pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol, Transfer};
+pub use hooks::{Caller, HookError, HookRequest, PreCreateHook, Protocol};
 
 /// Largest metadata accepted, as JSON bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -56,6 +59,8 @@ pub struct UploadPolicy {
     pub require_chunk_md5: bool,
     /// Whether completed uploads go through the processing stage (`processing.enabled`).
     pub processing: bool,
+    /// The rules of direct transfers.
+    pub direct: DirectPolicy,
 }
 
 /// What a client asks for when it opens an upload.
@@ -85,6 +90,8 @@ pub struct UploadStatus {
     pub record: UploadRecord,
     /// Indices of the chunks still to send, in order.
     pub missing_chunks: Vec<u32>,
+    /// A direct upload taking parts: the numbers (from 1) of those its store does not hold.
+    pub missing_parts: Option<Vec<u32>>,
 }
 
 /// Opens uploads, takes chunks, assembles, cancels and expires them. Cloning is cheap
@@ -122,7 +129,11 @@ impl UploadService {
     pub async fn init(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {
         self.check_name_and_type(&new.filename, new.content_type.as_deref())?;
         check_metadata(&new.metadata)?;
-        let plan = ChunkPlan::new(new.size, new.chunk_size, &self.policy.chunks)?;
+        let transfer = new.caller.transfer;
+        let plan = match transfer {
+            Transfer::Relay => ChunkPlan::new(new.size, new.chunk_size, &self.policy.chunks)?,
+            Transfer::Direct => self.direct_plan(&new)?,
+        };
         if new.size == 0 && new.checksum.is_some_and(|crc| crc != Crc64::EMPTY) {
             return Err(UploadError::InvalidRequest(format!(
                 "checksum.crc64nvme of an empty file is {}",
@@ -135,7 +146,11 @@ impl UploadService {
         let key = ObjectKey::new(&id, &new.filename);
         let mut record =
             self.new_record(id, key, &new.filename, new.content_type, new.metadata, plan, self.clock.now());
-        record.part_chunks = self.storage.chunks_per_part(plan.chunk_size());
+        record.transfer = transfer;
+        // A direct upload's chunks are the store's parts, whatever their size.
+        if transfer == Transfer::Relay {
+            record.part_chunks = self.storage.chunks_per_part(plan.chunk_size());
+        }
         record.declared_checksum = new.checksum;
         self.open(record).await
     }
@@ -163,7 +178,7 @@ impl UploadService {
             record.state = UploadState::Completed;
             record.etag = Some(etag);
             record.checksum = Some(Crc64::EMPTY);
-        } else {
+        } else if self.needs_multipart(&record) {
             record.storage_upload_id = self.storage.create_multipart(&StagedUpload::from(&record), &attributes).await?;
         }
         if let Err(err) = self.sessions.insert(&record).await {
@@ -239,19 +254,23 @@ impl UploadService {
 
     /// Finishes a pending assembly if nobody else is on it, then lists what is missing.
     async fn report(&self, mut record: UploadRecord) -> Result<UploadStatus, UploadError> {
-        if record.is_claimable(self.clock.now()) {
+        if record.is_claimable(self.clock.now()) && !record.awaits_confirmation() {
             if let Some(claim) = self.sessions.claim(&record.id, self.clock.now(), self.policy.lease).await? {
                 self.complete(record.clone(), claim).await;
             }
             record = self.sessions.get(&record.id).await?.ok_or(UploadError::NotFound)?;
         }
-        let missing_chunks = if record.state == UploadState::Uploading {
+        let missing_parts = match record.awaits_confirmation() {
+            true => Some(self.direct_missing(&record).await?),
+            false => None,
+        };
+        let missing_chunks = if record.state == UploadState::Uploading && missing_parts.is_none() {
             let parts = self.sessions.parts(&record.id).await?;
             record.plan.missing(parts.iter().map(|(i, _)| i.0))
         } else {
             Vec::new()
         };
-        Ok(UploadStatus { record, missing_chunks })
+        Ok(UploadStatus { record, missing_chunks, missing_parts })
     }
 
     /// Removes whatever storage holds for an upload that will not complete, and the
@@ -262,7 +281,8 @@ impl UploadService {
         if let Err(err) = self.storage.abort(&StagedUpload::from(record)).await {
             tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not drop stored chunks");
         }
-        if with_object {
+        // A direct upload's client may have PUT the whole object at its key already.
+        if with_object || self.is_single_object(record) {
             if let Err(err) = self.storage.delete_object(&record.key).await {
                 tracing::warn!(upload_id = %record.id, error = %crate::error::chain(&err), "could not delete a stray object");
             }
@@ -305,6 +325,7 @@ impl UploadService {
             processing: self.policy.processing.then(Processing::queued),
             declared_checksum: None,
             checksum: None,
+            transfer: Transfer::Relay,
         }
     }
 

@@ -10,7 +10,9 @@ impl UploadService {
     pub async fn process(&self, id: &UploadId, report: ProcessingReport) -> Result<UploadStatus, UploadError> {
         report.check().map_err(UploadError::InvalidRequest)?;
         match self.sessions.process(id, &report, self.clock.now(), self.policy.ttl).await? {
-            ProcessOutcome::Updated(record) => Ok(UploadStatus { record: *record, missing_chunks: Vec::new() }),
+            ProcessOutcome::Updated(record) => {
+                Ok(UploadStatus { record: *record, missing_chunks: Vec::new(), missing_parts: None })
+            }
             ProcessOutcome::Refused(refusal) => Err(UploadError::InvalidTransition(refusal)),
             ProcessOutcome::NotFound => Err(UploadError::NotFound),
         }

@@ -96,6 +96,10 @@ impl UploadService {
                 }
                 // Storage first: if this fails, the tombstone stays and a later sweep retries.
                 self.storage.abort(&StagedUpload::from(&*record)).await?;
+                if record.state != UploadState::Completed && self.is_single_object(&record) {
+                    // Its client may have PUT the object, never confirmed.
+                    self.storage.delete_object(&record.key).await?;
+                }
                 Ok(match self.sessions.remove_expired(id, now).await? {
                     Some(_) => Step::Removed,
                     None => Step::Waited,

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod completion;
 mod create;
+mod direct;
 mod events;
 mod expiry;
 mod fault_matrix;

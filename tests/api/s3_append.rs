@@ -130,6 +130,7 @@ fn service(dir: &std::path::Path, store: S3ObjectStore) -> UploadService {
         allowed_content_types: Vec::new(),
         require_chunk_md5: false,
         processing: false,
+        direct: ferry::upload::DirectPolicy::from(&settings.direct),
     };
     let sessions = Arc::new(EmbeddedSessionStore::open(dir).unwrap());
     UploadService::new(sessions, Arc::new(store), policy, Arc::new(SystemClock), Metrics::new().unwrap())

@@ -76,6 +76,7 @@ pub fn new_record(now: Timestamp) -> UploadRecord {
         processing: None,
         declared_checksum: None,
         checksum: None,
+        transfer: crate::domain::Transfer::Relay,
     }
 }
 
@@ -184,6 +185,22 @@ pub async fn filling_the_last_gap_claims_exactly_once(store: &dyn SessionStore) 
     let stored = store.get(&r.id).await.expect("get").expect("record");
     assert_eq!(stored.state, UploadState::Completing);
     assert!(matches!(record(store, &r, 0, now).await, RecordOutcome::Refused(UploadState::Completing)));
+}
+
+/// A direct upload's last part takes no claim: only its confirmation (`claim`) does. Its
+/// transfer reads back as written.
+pub async fn a_direct_upload_waits_for_its_confirmation(store: &dyn SessionStore) {
+    let now = SystemClock.now().trunc_subsecs(3);
+    let r = UploadRecord { transfer: crate::domain::Transfer::Direct, ..new_record(now) };
+    store.insert(&r).await.expect("insert");
+    assert_eq!(store.get(&r.id).await.expect("get").expect("record"), r);
+    let mut last = None;
+    for i in 0..r.plan.total_chunks() {
+        last = Some(record(store, &r, i, now).await);
+    }
+    assert_eq!(claim_of(&last.expect("parts")), None, "the last part claimed a direct upload");
+    assert_eq!(store.get(&r.id).await.expect("get").expect("record").state, UploadState::Uploading);
+    assert!(store.claim(&r.id, now, lease()).await.expect("claim").is_some(), "the confirmation claims it");
 }
 
 /// Many concurrent first sends of the remaining chunks still yield one claim.
@@ -325,6 +342,7 @@ macro_rules! session_store_contract {
             recording_a_chunk_refreshes_expiry,
             filling_the_last_gap_claims_exactly_once,
             concurrent_chunks_yield_one_claim,
+            a_direct_upload_waits_for_its_confirmation,
             a_lapsed_claim_passes_to_the_next_caller,
             finishing_moves_the_state_machine,
             a_failed_upload_keeps_its_reason,

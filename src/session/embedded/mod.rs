@@ -180,7 +180,8 @@ impl SessionStore for EmbeddedSessionStore {
             let old_due = record.due_at();
             record.updated_at = now;
             record.expires_at = now + ttl;
-            let claim = (previous.is_none() && record.is_claimable(now)).then(|| record.take_claim(now, lease));
+            let claim = (previous.is_none() && !record.awaits_confirmation() && record.is_claimable(now))
+                .then(|| record.take_claim(now, lease));
             if progress && progress_due(&record, now) {
                 t.emit(&mut record, EventKind::Progress, now)?;
             }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::super::codec::{decode_meta, encode};
 use super::super::SessionError;
 use crate::domain::{
-    AppendState, ChunkPlan, Claim, Concat, Crc64, Metadata, ObjectKey, Processing, Timestamp, UploadId, UploadRecord,
-    UploadState,
+    AppendState, ChunkPlan, Claim, Concat, Crc64, Metadata, ObjectKey, Processing, Timestamp, Transfer, UploadId,
+    UploadRecord, UploadState,
 };
 
 /// The fields of a record fixed at creation.
@@ -34,6 +34,9 @@ pub(crate) struct Meta {
     /// The CRC-64/NVME the client declared, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     declared_checksum: Option<Crc64>,
+    /// How the bytes travel; absent: relayed.
+    #[serde(default, skip_serializing_if = "Transfer::is_relay")]
+    transfer: Transfer,
 }
 
 fn one() -> u32 {
@@ -58,6 +61,7 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         part_chunks: r.part_chunks,
         concat: r.concat.clone(),
         declared_checksum: r.declared_checksum,
+        transfer: r.transfer,
     };
     let meta = String::from_utf8(encode(&meta)?).map_err(|e| SessionError::Corrupt(e.to_string()))?;
     let mut fields = vec![
@@ -72,6 +76,10 @@ pub(super) fn to_fields(r: &UploadRecord) -> Result<Vec<(&'static str, String)>,
         ("updated", ms(r.updated_at).to_string()),
         ("expires", ms(r.expires_at).to_string()),
     ];
+    if !r.transfer.is_relay() {
+        // Read by the record script, which leaves a direct upload's claim to its confirmation.
+        fields.push(("direct", "1".into()));
+    }
     if let Some(at) = r.progress_at {
         fields.push(("progress_at", ms(at).to_string()));
     }
@@ -150,6 +158,7 @@ pub(super) fn from_fields(fields: &HashMap<String, String>) -> Result<UploadReco
         processing: fields.get("processing").map(|p| decode_meta(p.as_bytes())).transpose()?,
         declared_checksum: meta.declared_checksum,
         checksum: fields.get("crc64").map(|c| c.parse().map_err(|_| corrupt("crc64"))).transpose()?,
+        transfer: meta.transfer,
     })
 }
 

@@ -5,7 +5,7 @@
 -- `emit` (emit.lua) is prepended when the script is loaded.
 
 local now = tonumber(ARGV[4])
-local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'total')
+local f = redis.call('HMGET', KEYS[1], 'state', 'expires', 'total', 'direct')
 if not f[1] or tonumber(f[2]) <= now then return {'missing'} end
 if f[1] ~= 'uploading' then return {'refused', f[1]} end
 local previous = redis.call('HGET', KEYS[2], ARGV[1])
@@ -20,7 +20,8 @@ else
 end
 local expires = now + tonumber(ARGV[5])
 local fence, claim_until = 0, 0
-if not previous and received == tonumber(f[3]) then
+-- A direct upload (field `direct`) is completed by its client's confirmation only.
+if not previous and received == tonumber(f[3]) and not f[4] then
   fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
   claim_until = now + tonumber(ARGV[6])
   expires = math.max(expires, claim_until)

@@ -15,9 +15,11 @@ use super::{AppendAt, ByteStream, ObjectAttributes, ObjectStore, StagedUpload, S
 use crate::domain::{ChunkIndex, Md5Digest, ObjectKey, PartReceipt, UploadId};
 
 mod concat;
+mod direct;
 mod grouped;
 
 pub use concat::*;
+pub use direct::*;
 pub use grouped::*;
 
 /// Size of every part but the last in these cases.
@@ -411,6 +413,8 @@ macro_rules! object_store_contract {
             a_partials_bytes_stay_out_of_sight_until_aborted,
             partials_of_mixed_sizes_concatenate_in_order,
             a_final_whose_partial_is_gone_makes_no_object,
+            presigned_parts_are_listed_and_assemble,
+            a_presigned_object_is_there_to_head,
             a_check_answers,
         );
     };

@@ -35,6 +35,7 @@ mod assemble;
 mod body;
 mod concat;
 mod connect;
+mod direct;
 mod errors;
 mod grouped;
 mod staging;
@@ -423,6 +424,10 @@ impl ObjectStore for S3ObjectStore {
             .timeout_config(call_timeouts(CHECK_TIMEOUT, CHECK_TIMEOUT));
         let request = self.client.head_bucket().bucket(&self.bucket).customize().config_override(quick);
         errors::on_io(request.send()).await.map(|_| ()).map_err(errors::storage)
+    }
+
+    fn direct(&self) -> Option<&dyn super::DirectStore> {
+        Some(self)
     }
 }
 
