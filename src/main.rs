@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{commands, RetryPolicy, StateStore, UploadOptions};
+use ferry::client::{commands, RetryPolicy, StateStore, Transfer, UploadOptions};
 use ferry::config::Settings;
 use ferry::Application;
 
@@ -84,6 +84,12 @@ struct UploadArgs {
     /// differ from it (the file changed while it was sent, say): the upload fails instead.
     #[arg(long)]
     no_checksum: bool,
+    /// How the bytes travel: `relay` (in chunks through the server), `direct` (in parts
+    /// straight to the store's signed URLs, the bucket itself with S3; the server checks
+    /// and confirms), or `auto` (direct for files of 64 MiB or more). A server without
+    /// direct transfers gets a relay upload.
+    #[arg(long, value_enum, default_value_t = Transfer::Relay)]
+    transfer: Transfer,
     /// Once uploaded, wait for the app's processing of the file (a server with
     /// processing.enabled) to be done or failed, showing its progress, and print its
     /// result as JSON on stdout (the whole status with --json). Exits 1 if processing
@@ -125,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 retry: RetryPolicy { give_up_after: Duration::from_secs(args.retry_for), ..RetryPolicy::default() },
                 state: StateStore::from_env(),
                 checksum: !args.no_checksum,
+                transfer: args.transfer,
             };
             commands::upload(&args.file, opts, commands::Output { json: args.json, wait: args.wait }).await
         }),

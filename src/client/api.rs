@@ -55,6 +55,17 @@ impl ClientError {
     }
 }
 
+/// Why a part's PUT to its signed URL did not store it.
+#[derive(Debug)]
+pub enum PartPut {
+    /// The URL is no longer valid: ask for a fresh one.
+    Expired,
+    /// A failure that may pass (a 5xx, a dropped connection).
+    Retry(String),
+    /// Refused for good.
+    Refused(Problem),
+}
+
 /// A ferry server, reached over HTTP.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -106,6 +117,41 @@ impl Api {
     ) -> Result<Value, ClientError> {
         let url = self.url(&format!("/v1/uploads/{id}/chunks/{index}"));
         self.send(|| self.http.put(&url).bearer_auth(token).header("Content-MD5", md5).body(data.clone())).await
+    }
+
+    /// Signed URLs for `count` parts of a direct upload from part `start`.
+    pub async fn parts(&self, id: &str, token: &str, start: u32, count: u32) -> Result<Value, ClientError> {
+        let url = self.url(&format!("/v1/uploads/{id}/parts"));
+        let body = serde_json::json!({ "start": start, "count": count });
+        self.send(|| self.http.post(&url).bearer_auth(token).json(&body)).await
+    }
+
+    /// Confirms a direct upload whose parts are all sent, listing their ETags.
+    pub async fn complete(&self, id: &str, token: &str, parts: &Value) -> Result<Value, ClientError> {
+        let url = self.url(&format!("/v1/uploads/{id}/complete"));
+        let body = serde_json::json!({ "parts": parts });
+        self.send(|| self.http.post(&url).bearer_auth(token).json(&body)).await
+    }
+
+    /// PUTs `data` to a part's signed URL with exactly its `headers`: the ETag the store
+    /// answers, or why not.
+    pub async fn put_part(&self, url: &str, headers: &Value, data: Bytes) -> Result<String, PartPut> {
+        let mut request = self.http.put(url).body(data);
+        for (name, value) in headers.as_object().into_iter().flatten() {
+            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+        }
+        let response = request.send().await.map_err(|e| PartPut::Retry(describe(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok());
+            return Ok(etag.unwrap_or_default().trim_matches('"').to_owned());
+        }
+        Err(match judge(response).await {
+            // A signed URL past its time: the store says 403 (ferry's own, 403 too).
+            _ if status == StatusCode::FORBIDDEN => PartPut::Expired,
+            Verdict::Retry(reason, _) => PartPut::Retry(reason),
+            Verdict::Refuse(problem) => PartPut::Refused(problem),
+        })
     }
 
     /// The upload's status.

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod commands;
+mod direct;
 mod retry;
 mod state;
 mod upload;
@@ -12,5 +13,5 @@ mod wait;
 pub use api::{Api, ClientError, Problem};
 pub use retry::RetryPolicy;
 pub use state::{StateStore, UploadState};
-pub use upload::{upload_file, Progress, UploadOptions, UploadReport};
+pub use upload::{upload_file, Progress, Transfer, UploadOptions, UploadReport, AUTO_DIRECT_MIN};
 pub use wait::{stage_of, wait_for_stage, StageProgress};

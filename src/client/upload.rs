@@ -11,6 +11,7 @@ use futures_util::stream::{self, TryStreamExt};
 use serde_json::Value;
 
 use super::api::{create_body, Api, ClientError};
+use super::direct::Direct;
 use super::retry::{Attempts, RetryPolicy};
 use super::state::{StateStore, UploadState};
 use crate::domain::{Crc64, Crc64Hasher, Md5Digest};
@@ -37,6 +38,35 @@ pub struct UploadOptions {
     /// Whether to declare the file's CRC-64/NVME when opening the upload, so that the
     /// server makes no object of bytes that differ (one extra read of the file, first).
     pub checksum: bool,
+    /// Whether the bytes go through ferry or straight to the store.
+    pub transfer: Transfer,
+}
+
+/// How the file's bytes travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Transfer {
+    /// Chunks through ferry (the chunk API): ferry checks each chunk's MD5.
+    #[default]
+    Relay,
+    /// Parts straight to the store's signed URLs (S3's own with S3); ferry checks and
+    /// confirms. A server without direct transfers gets a relay upload.
+    Direct,
+    /// Direct for files of 64 MiB or more, relay for smaller ones.
+    Auto,
+}
+
+/// From this size, `auto` sends the file straight to the store.
+pub const AUTO_DIRECT_MIN: u64 = 64 * 1024 * 1024;
+
+impl Transfer {
+    /// Whether to ask for a direct transfer of a file of `size` bytes.
+    pub fn wants_direct(self, size: u64) -> bool {
+        match self {
+            Self::Relay => false,
+            Self::Direct => true,
+            Self::Auto => size >= AUTO_DIRECT_MIN,
+        }
+    }
 }
 
 /// How an upload went.
@@ -79,6 +109,9 @@ pub async fn upload_file(
             (upload, status, false)
         }
     };
+    if status["transfer"] == "direct" {
+        return send_direct(&api, &upload, path, size, status, opts, progress, resumed, &state_path).await;
+    }
     let sender = Sender { api: &api, upload: &upload, path: path.to_path_buf(), size, sent: AtomicU32::new(0) };
     progress.start(size, size - sender.missing_bytes(&missing(&status)));
     // A store that finds a stored chunk damaged asks for it again: a few rounds suffice.
@@ -89,19 +122,32 @@ pub async fn upload_file(
         sender.send_all(missing(&status), opts.parallel.max(1), progress).await?;
         status = wait_while_completing(&api, &upload, opts.retry).await?;
     }
+    finish(status, &upload, resumed, sender.sent.load(Ordering::Relaxed), opts, &state_path)
+}
+
+/// The report of an upload whose last status is `status`, `sent` of its chunks (or parts)
+/// sent by this run; a finished upload's state file goes.
+fn finish(
+    status: Value,
+    upload: &UploadState,
+    resumed: bool,
+    sent: u32,
+    opts: &UploadOptions,
+    state_path: &Path,
+) -> Result<UploadReport, ClientError> {
     match state_of(&status) {
         "completed" => {
-            opts.state.forget(&state_path);
+            opts.state.forget(state_path);
             Ok(UploadReport {
                 status,
                 token: upload.upload_token.clone(),
                 resumed,
-                chunks_sent: sender.sent.load(Ordering::Relaxed),
+                chunks_sent: sent,
                 total_chunks: upload.total_chunks,
             })
         }
         "failed" => {
-            opts.state.forget(&state_path);
+            opts.state.forget(state_path);
             Err(ClientError::Protocol(format!(
                 "the upload failed: {}",
                 status["error"].as_str().unwrap_or("no reason given")
@@ -109,6 +155,34 @@ pub async fn upload_file(
         }
         other => Err(ClientError::Protocol(format!("the upload is still {other}; re-run to resume it"))),
     }
+}
+
+/// Sends a direct upload's missing parts to the store and confirms it.
+#[allow(clippy::too_many_arguments)]
+async fn send_direct(
+    api: &Api,
+    upload: &UploadState,
+    path: &Path,
+    size: u64,
+    status: Value,
+    opts: &UploadOptions,
+    progress: &dyn Progress,
+    resumed: bool,
+    state_path: &Path,
+) -> Result<UploadReport, ClientError> {
+    let direct = Direct { api, upload, path, size, retry: opts.retry, etags: Default::default() };
+    if state_of(&status) == "uploading" {
+        let missing: Vec<u32> = match status["missing_parts"].as_array() {
+            Some(list) => list.iter().filter_map(|n| u32::try_from(n.as_u64()?).ok()).collect(),
+            None => (1..=upload.total_chunks).collect(),
+        };
+        progress.start(size, size - direct.bytes_of(&missing));
+    }
+    let status = match state_of(&status) {
+        "uploading" => direct.send(status, opts.parallel, progress).await?,
+        _ => status,
+    };
+    finish(status, upload, resumed, direct.sent(), opts, state_path)
 }
 
 /// The remembered upload and its status, when there is one the server still knows.
@@ -128,6 +202,9 @@ async fn resume(api: &Api, store: &StateStore, state_path: &Path) -> Result<Opti
 async fn create(api: &Api, path: &Path, size: u64, opts: &UploadOptions) -> Result<(UploadState, Value), ClientError> {
     let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let mut body = create_body(&filename, size, opts.chunk_size, opts.content_type.as_deref(), &opts.metadata);
+    if opts.transfer.wants_direct(size) {
+        body["transfer"] = serde_json::json!("direct");
+    }
     if opts.checksum {
         let path = path.to_path_buf();
         let crc = tokio::task::spawn_blocking(move || file_crc64(&path))
@@ -235,7 +312,7 @@ fn file_crc64(path: &Path) -> Result<Crc64, ClientError> {
 }
 
 /// Reads `len` bytes at `offset` and hashes them.
-fn read_chunk(path: &Path, offset: u64, len: u64) -> Result<(Bytes, String), ClientError> {
+pub(super) fn read_chunk(path: &Path, offset: u64, len: u64) -> Result<(Bytes, String), ClientError> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut data = vec![0u8; usize::try_from(len).map_err(|_| ClientError::Protocol("chunk too large".into()))?];

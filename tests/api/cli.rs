@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::support::faults::FaultyProxy;
@@ -235,4 +235,42 @@ async fn a_file_changed_while_it_is_sent_is_not_stored_under_its_declared_checks
     let (output, _) = upload_a_file_that_changes(&["--no-checksum"]).await;
     assert!(output.status.success(), "without a declared checksum the mix is stored");
     assert!(last_json(&output)["checksum"]["crc64nvme"].is_string(), "the server still reports what it stored");
+}
+
+async fn upload_direct(app: &TestApp, data: &[u8], transfer: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "film.mkv", data);
+    let mut command = ferry(&dir.path().join("state"));
+    command.args(["upload", "--server", &app.address, "--json", "--parallel", "2", "--transfer", transfer]).arg(&file);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = last_json(&output);
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(app.read_object(status["key"].as_str().unwrap()).await.as_deref(), Some(data), "byte-identical");
+    status
+}
+
+#[tokio::test]
+async fn ferry_upload_transfer_direct_sends_parts_to_the_signed_urls_and_confirms() {
+    // The embedded default: the URLs are ferry's own, and ferry computes the CRC.
+    let app = spawn_app();
+    let data = bytes(35, 20 * CHUNK as usize + 5);
+    let status = upload_direct(&app, &data, "direct").await;
+    assert_eq!((&status["transfer"], &status["checksum"]["crc64nvme"]), (&json!("direct"), &json!(crc64nvme(&data))));
+
+    // Redis + S3: the parts go to the bucket on the store's presigned URLs, three of them.
+    let redis = crate::support::redis::RedisServer::start();
+    let cloud = crate::cluster::cloud_app(&redis, crate::support::s3::Kind::S3sFs, |s| {
+        s.uploads.max_chunk_size = 8 * 1024 * 1024;
+        s.uploads.max_file_size = 64 * 1024 * 1024;
+    });
+    let data = bytes(36, 12 * 1024 * 1024 + 77);
+    let status = upload_direct(&cloud, &data, "direct").await;
+    assert_eq!((&status["transfer"], &status["total_parts"]), (&json!("direct"), &json!(3)), "{status}");
+    let metrics = cloud.metrics().await;
+    assert!(metrics.contains("ferry_chunks_received_total 0"), "no byte came through ferry");
+
+    // `auto` keeps a small file on the chunk API.
+    let status = upload_direct(&app, &bytes(37, 3 * CHUNK as usize), "auto").await;
+    assert!(status["transfer"].is_null(), "{status}");
 }
