@@ -274,3 +274,48 @@ async fn ferry_upload_transfer_direct_sends_parts_to_the_signed_urls_and_confirm
     let status = upload_direct(&app, &bytes(37, 3 * CHUNK as usize), "auto").await;
     assert!(status["transfer"].is_null(), "{status}");
 }
+
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}
+
+/// A direct upload interrupted mid-way resumes from the parts the store holds, pages of
+/// URLs signed as it goes (small pages here), and sends only the rest.
+#[tokio::test]
+async fn an_interrupted_direct_upload_resumes_from_the_parts_the_store_holds() {
+    let app = spawn_app_with(|s| {
+        s.uploads.default_chunk_size = MIN_CHUNK;
+        s.direct.single_part_max = 0;
+        s.direct.batch_size = 7;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(38, 1200 * MIN_CHUNK as usize);
+    let file = write_file(dir.path(), "long.mov", &data);
+    let state = dir.path().join("state");
+    let args = ["upload", "--server", app.address.as_str(), "--json", "--parallel", "1", "--transfer", "direct"];
+    let mut first = ferry(&state);
+    first.args(args).arg(&file).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let first = first.spawn().unwrap();
+    let staging = app.dir.join("objects/.ferry/staging");
+    eventually("part of the file is stored", || async { files_under(&staging) >= 100 }).await;
+    assert!(Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(first.status.code(), Some(130));
+    let stored_before = files_under(&staging);
+    assert!((100..1200).contains(&stored_before), "interrupted mid-way ({stored_before} parts)");
+
+    let mut second = ferry(&state);
+    second.args(args).arg(&file);
+    let output = run(second).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = last_json(&output);
+    assert_eq!((&status["state"], &status["total_parts"]), (&json!("completed"), &json!(1200)));
+    assert_eq!(std::fs::read(app.object_path(status["key"].as_str().unwrap())).unwrap(), data);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(resumed)"), "{stderr}");
+    let sent: u32 =
+        stderr.split(" of 1200 chunks sent").next().and_then(|s| s.rsplit(' ').next()?.parse().ok()).unwrap();
+    assert!(sent <= 1200 - 100, "only the parts the store lacked were sent again: {sent}");
+}
