@@ -13,6 +13,8 @@ mod fields;
 mod log;
 mod outbox;
 mod process;
+mod scripts;
+mod wire;
 
 use std::collections::HashMap;
 
@@ -22,58 +24,15 @@ use redis::{FromRedisValue, Script};
 
 use self::connection::Redis;
 use self::fields::{from_fields, ms, pairs, to_fields};
+use self::scripts::Scripts;
+use self::wire::{claim_at, flag, is_noscript, margin, millis, number, state_of, tagged, time, SAFETY_MARGIN_MS};
 use super::codec::{decode_receipt, encode};
 use super::{
     AppendEnd, AppendProgress, AppendStart, CancelOutcome, Finish, PendingEvents, ProcessOutcome, RecordOutcome,
     Retired, SessionError, SessionStore,
 };
 use crate::config::RedisSettings;
-use crate::domain::{ChunkIndex, Claim, PartReceipt, ProcessingReport, Timestamp, UploadId, UploadRecord, UploadState};
-
-/// How long past its expiry Redis itself drops a record the sweepers never reached.
-const SAFETY_MARGIN_MS: i64 = 7 * 24 * 3600 * 1000;
-
-struct Scripts {
-    insert: Script,
-    record: Script,
-    claim: Script,
-    renew: Script,
-    finish: Script,
-    touch: Script,
-    cancel: Script,
-    retire: Script,
-    remove: Script,
-    reschedule: Script,
-    begin_append: Script,
-    end_append: Script,
-    take: Script,
-    settle: Script,
-    published: Script,
-    process: Script,
-}
-
-impl Scripts {
-    fn all(&self) -> [&Script; 16] {
-        [
-            &self.insert,
-            &self.record,
-            &self.claim,
-            &self.renew,
-            &self.finish,
-            &self.touch,
-            &self.cancel,
-            &self.retire,
-            &self.remove,
-            &self.reschedule,
-            &self.begin_append,
-            &self.end_append,
-            &self.take,
-            &self.settle,
-            &self.published,
-            &self.process,
-        ]
-    }
-}
+use crate::domain::{ChunkIndex, Claim, PartReceipt, ProcessingReport, Timestamp, UploadId, UploadRecord};
 
 /// How a call moves the upload's entry in the due index.
 #[derive(Debug, Clone, Copy)]
@@ -104,24 +63,7 @@ impl RedisSessionStore {
     /// A store on the Redis (one server or a cluster, plain or TLS) that `settings`
     /// describe, counting each round trip in `round_trips`. Connects lazily.
     pub fn with_settings(settings: &RedisSettings, round_trips: prometheus::IntCounter) -> Result<Self, SessionError> {
-        let scripts = Scripts {
-            insert: Script::new(concat!(include_str!("emit.lua"), include_str!("insert.lua"))),
-            record: Script::new(concat!(include_str!("emit.lua"), include_str!("record.lua"))),
-            claim: Script::new(include_str!("claim.lua")),
-            renew: Script::new(include_str!("renew.lua")),
-            finish: Script::new(concat!(include_str!("emit.lua"), include_str!("finish.lua"))),
-            touch: Script::new(include_str!("touch.lua")),
-            cancel: Script::new(concat!(include_str!("emit.lua"), include_str!("cancel.lua"))),
-            retire: Script::new(concat!(include_str!("emit.lua"), include_str!("retire.lua"))),
-            remove: Script::new(include_str!("remove.lua")),
-            reschedule: Script::new(include_str!("reschedule.lua")),
-            begin_append: Script::new(include_str!("begin_append.lua")),
-            end_append: Script::new(concat!(include_str!("emit.lua"), include_str!("end_append.lua"))),
-            take: Script::new(include_str!("take.lua")),
-            settle: Script::new(include_str!("settle.lua")),
-            published: Script::new(include_str!("published.lua")),
-            process: Script::new(concat!(include_str!("emit.lua"), include_str!("process.lua"))),
-        };
+        let scripts = Scripts::new();
         let redis = Redis::new(settings, round_trips)?;
         Ok(Self { redis, prefix: settings.key_prefix.clone(), scripts, groups: log::Groups::default() })
     }
@@ -210,53 +152,6 @@ impl RedisSessionStore {
     pub async fn load_scripts(&self) -> Result<(), SessionError> {
         self.redis.load_scripts(&self.scripts.all()).await
     }
-}
-
-fn is_noscript(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    err.downcast_ref::<redis::RedisError>()
-        .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
-}
-
-fn millis(d: Duration) -> String {
-    d.num_milliseconds().to_string()
-}
-
-fn flag(on: bool) -> String {
-    if on { "1" } else { "0" }.into()
-}
-
-fn margin() -> String {
-    SAFETY_MARGIN_MS.to_string()
-}
-
-/// Splits a tagged script reply: its tag and the rest.
-fn tagged(reply: &[String]) -> (&str, &[String]) {
-    match reply.split_first() {
-        Some((tag, rest)) => (tag.as_str(), rest),
-        None => ("", &[]),
-    }
-}
-
-/// The claim a script answered as `fence, claim_until` at `at` (fence 0: none).
-fn claim_at(rest: &[String], at: usize) -> Result<Option<Claim>, SessionError> {
-    Ok(match number::<u64>(rest.get(at))? {
-        0 => None,
-        fence => Some(Claim { fence, until: time(number(rest.get(at + 1))?)? }),
-    })
-}
-
-fn state_of(rest: &[String]) -> Result<UploadState, SessionError> {
-    rest.first()
-        .and_then(|s| UploadState::parse(s))
-        .ok_or_else(|| SessionError::Corrupt("a script answered an unknown state".into()))
-}
-
-fn number<T: std::str::FromStr>(value: Option<&String>) -> Result<T, SessionError> {
-    value.and_then(|v| v.parse().ok()).ok_or_else(|| SessionError::Corrupt("a script answered a bad number".into()))
-}
-
-fn time(millis: i64) -> Result<Timestamp, SessionError> {
-    chrono::DateTime::from_timestamp_millis(millis).ok_or_else(|| SessionError::Corrupt("bad time".into()))
 }
 
 #[async_trait]

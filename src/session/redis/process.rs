@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use chrono::Duration;
 
 use super::fields::{from_fields, ms, pairs, processing_field};
-use super::{margin, tagged, RedisSessionStore};
+use super::wire::{margin, tagged};
+use super::RedisSessionStore;
 use crate::domain::{ProcessingReport, Timestamp, UploadId};
 use crate::session::{ProcessOutcome, SessionError};
 
