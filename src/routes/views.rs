@@ -16,15 +16,31 @@ pub struct Created<'a> {
     chunk_size: u64,
     total_chunks: u32,
     expires_at: String,
-    /// Direct transfers only: `direct`, the part plan and the first page of part URLs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    transfer: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    part_size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_parts: Option<u32>,
+    /// Direct transfers only: the part plan and the first page of part URLs.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    direct: Option<DirectPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts: Option<Vec<PartView>>,
+}
+
+/// A direct upload's plan, as creation and status show it: `"transfer": "direct"`, its
+/// part size and part count.
+#[derive(Serialize)]
+struct DirectPlan {
+    transfer: &'static str,
+    part_size: u64,
+    total_parts: u32,
+}
+
+impl DirectPlan {
+    /// The plan of `record`, if it is a direct upload.
+    fn of(record: &UploadRecord) -> Option<Self> {
+        (record.transfer == Transfer::Direct).then(|| Self {
+            transfer: "direct",
+            part_size: record.plan.chunk_size(),
+            total_parts: record.plan.total_chunks(),
+        })
+    }
 }
 
 /// One part URL: `PUT` the part's bytes to `url` with exactly `headers`.
@@ -52,9 +68,7 @@ impl PartView {
 impl<'a> Created<'a> {
     /// Adds a direct upload's plan and first page of part URLs.
     pub fn with_parts(mut self, record: &UploadRecord, parts: Vec<PartView>) -> Self {
-        self.transfer = Some("direct");
-        self.part_size = Some(record.plan.chunk_size());
-        self.total_parts = Some(record.plan.total_chunks());
+        self.direct = DirectPlan::of(record);
         self.parts = Some(parts);
         self
     }
@@ -69,9 +83,7 @@ impl<'a> Created<'a> {
             chunk_size: record.plan.chunk_size(),
             total_chunks: record.plan.total_chunks(),
             expires_at: rfc3339(&record.expires_at),
-            transfer: None,
-            part_size: None,
-            total_parts: None,
+            direct: None,
             parts: None,
         }
     }
@@ -107,14 +119,10 @@ pub struct Status<'a> {
     received_chunks: u32,
     bytes_received: u64,
     missing_chunks: &'a [u32],
-    /// Direct transfers only: `direct`, the part plan, and while it takes parts, the
-    /// numbers of those the store does not hold.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    transfer: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    part_size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_parts: Option<u32>,
+    /// Direct transfers only: the part plan, and while it takes parts, the numbers of
+    /// those the store does not hold.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    direct: Option<DirectPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_parts: Option<&'a [u32]>,
     key: &'a str,
@@ -155,9 +163,7 @@ impl<'a> Status<'a> {
             received_chunks: r.received_chunks,
             bytes_received: r.bytes_received,
             missing_chunks: &status.missing_chunks,
-            transfer: (r.transfer == Transfer::Direct).then_some("direct"),
-            part_size: (r.transfer == Transfer::Direct).then(|| r.plan.chunk_size()),
-            total_parts: (r.transfer == Transfer::Direct).then(|| r.plan.total_chunks()),
+            direct: DirectPlan::of(r),
             missing_parts: status.missing_parts.as_deref(),
             key: r.key.as_str(),
             metadata: &r.metadata,
